@@ -1,0 +1,39 @@
+"Trained by tests/test_accel.py under `torchrun --nproc_per_node 2`: each process writes what it saw and its final weights."
+import json, os
+from pathlib import Path
+import torch
+from torch import nn
+import torch.nn.functional as F
+from miniai.learner import Learner, Callback
+from miniai.accel import AccelerateCB
+from miniai.data import DataLoaders
+
+
+def make_data(n=64):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 4, generator=g)
+    x[:, 0] = torch.arange(n) / n  # the first feature names the item, so each process can say which it saw
+    return x, x @ torch.tensor([[1.], [-1.], [2.], [0.5]])
+
+
+def make_model():
+    torch.manual_seed(0)
+    return nn.Linear(4, 1)
+
+
+class Seen(Callback):
+    def before_fit(self, learn): self.items = []
+    def before_batch(self, learn):
+        if learn.training: self.items += (learn.batch[0][:, 0] * 64).round().long().tolist()
+
+
+if __name__ == '__main__':
+    x, y = make_data()
+    dl = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)  # 8 per process, 16 in all
+    acc_cb, seen = AccelerateCB(cpu=True), Seen()
+    learn = Learner(make_model(), DataLoaders(dl, dl), F.mse_loss, lr=0.1, cbs=[acc_cb, seen])
+    learn.fit(3, valid=False)
+    rank = acc_cb.acc.process_index
+    out = {'num_processes': acc_cb.acc.num_processes, 'seen': sorted(set(seen.items)),
+           'weight': learn.model.weight.detach().tolist()}
+    Path(os.environ['MINIAI_OUT'], f'rank{rank}.json').write_text(json.dumps(out))
