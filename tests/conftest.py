@@ -1,6 +1,4 @@
 import pytest, torch
-from torch import nn
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 from miniai.data import DataLoaders
 

@@ -1,4 +1,4 @@
-import json, os, subprocess, sys, warnings, pytest, torch
+import json, os, subprocess, sys, warnings, torch
 from pathlib import Path
 from torch import nn
 import torch.nn.functional as F

@@ -1,5 +1,4 @@
 import math, pytest, torch
-from functools import partial
 from torch import nn, optim
 import torch.nn.functional as F
 from miniai.learner import Learner, Callback, TrainCB, MetricsCB, CancelFitException

@@ -1,6 +1,6 @@
 import gzip, shutil, time, pytest, torch
 from miniai.data import (load_fashion_mnist, load_fashion_mnist_idx, read_idx, IDXError, SAMPLE_DIR,
-                         hub_reachable, collate_dict, DataLoaders, inplace)
+                         hub_reachable, DataLoaders, inplace)
 
 
 def test_packaged_sample_loads():

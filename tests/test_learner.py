@@ -1,7 +1,7 @@
 import math, pytest, torch
-from torch import nn, optim
+from torch import nn
 import torch.nn.functional as F
-from miniai.learner import (Learner, Callback, TrainCB, DeviceCB, MetricsCB, SingleBatchCB, LRFinderCB,
+from miniai.learner import (Learner, Callback, TrainCB, DeviceCB, MetricsCB, SingleBatchCB,
                             CancelFitException, CancelEpochException, CancelBatchException)
 from torcheval.metrics import MulticlassAccuracy
 
