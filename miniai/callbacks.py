@@ -46,7 +46,7 @@ def append_stats(hook, mod, inp, outp, bins=40, hmax=10):
     hook.stats[2].append(acts.abs().histc(bins, 0, hmax).cpu())
 
 class HooksCallback(Callback):
-    "Hook the modules for which `mod_filter` is true (default: every module with parameters) during `fit`."
+    "Hook the modules for which `mod_filter` is true (default: convolutions and linear layers) during `fit`."
     def __init__(self, hookfunc, mod_filter=None, on_train=True, on_valid=False, mods=None):
         self.hookfunc, self.mod_filter, self.mods = hookfunc, mod_filter, mods
         self.on_train, self.on_valid = on_train, on_valid
@@ -187,8 +187,9 @@ class CheckpointCB(Callback):
     def __init__(self, path, every=1, resume=True): self.path, self.every, self.resume = Path(path), every, resume
 
     def _stateful(self, learn):
-        cbs = {type(cb).__name__: cb for cb in learn.cbs if hasattr(cb, 'state_dict') and cb is not self}
-        if len(cbs) != sum(hasattr(cb, 'state_dict') and cb is not self for cb in learn.cbs):
+        stateful = [cb for cb in learn.cbs if hasattr(cb, 'state_dict') and cb is not self]
+        cbs = {type(cb).__name__: cb for cb in stateful}
+        if len(cbs) != len(stateful):
             raise ValueError("CheckpointCB needs the stateful callbacks to be of different classes.")
         return cbs
 
@@ -241,9 +242,7 @@ class EMACB(Callback):
 
     def _update(self, ema_ps, ps, n):
         if not ema_ps[0].is_floating_point(): return torch._foreach_copy_(ema_ps, ps)  # counters such as BatchNorm's
-        d = ema_decay(n.float(), self.decay, self.warmup)
-        torch._foreach_mul_(ema_ps, d)
-        torch._foreach_add_(ema_ps, torch._foreach_mul(ps, 1 - d))
+        torch._foreach_lerp_(ema_ps, ps, 1 - ema_decay(n.float(), self.decay, self.warmup))
 
     def before_fit(self, learn):
         if self.ema is None: self.ema = AveragedModel(learn.model, multi_avg_fn=self._update, use_buffers=True)

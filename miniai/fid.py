@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from .core import def_device, set_seed
 from .data import load_fashion_mnist, image_tensors, get_dls, DataLoaders
 from .learner import Learner, Callback, TrainCB, DeviceCB, MetricsCB, ProgressCB
+from torcheval.metrics import MulticlassAccuracy
 from .callbacks import one_cycle, init_weights
 
 # %% auto #0
@@ -49,7 +50,7 @@ def fashion_resnet(nfs=(16, 32, 64, 128), n_out=10):
 
 # %% ../nbs/06_fid.ipynb #34d8f050
 def shift_flip(x, max_shift=2, generator=None):
-    "Shift each image by up to `max_shift` pixels (zero fill) and flip half of them horizontally."
+    "Shift each image by up to `max_shift` pixels (filling with the batch minimum, the background) and flip half horizontally."
     n, _, h, w = x.shape
     pad = F.pad(x, (max_shift,) * 4, value=x.min().item())
     dy, dx = (torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator)).tolist()
@@ -70,7 +71,6 @@ EVALUATOR_PATH = files('miniai') / 'assets' / 'fashion_evaluator.safetensors'
 
 def train_fashion_evaluator(epochs=20, lr=1e-2, bs=128, seed=0, data=None, progress=True):
     "Train `fashion_resnet` on Fashion-MNIST (fixed seed); returns the model in eval mode and its test accuracy."
-    from torcheval.metrics import MulticlassAccuracy
     set_seed(seed)
     xt, yt, xv, yv = fashion_diffusion_tensors(load_fashion_mnist(data))
     dls = DataLoaders(*get_dls(TensorDataset(xt, yt), TensorDataset(xv, yv), bs))

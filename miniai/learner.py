@@ -101,10 +101,10 @@ class Learner:
         with torch.set_grad_enabled(training): self._one_epoch()
 
     @with_cbs('fit', CancelFitException)
-    def _fit(self, train, valid):
+    def _fit(self):
         for self.epoch in self.epochs:
-            if train: self.one_epoch(True)
-            if valid: self.one_epoch(False)
+            if self.do_train: self.one_epoch(True)
+            if self.do_valid: self.one_epoch(False)
 
     def fit(self, n_epochs=1, train=True, valid=True, cbs=None, lr=None):
         "Train for `n_epochs` with a new optimizer at `lr` (default `self.lr`); `cbs` (one or a list) join for this call only."
@@ -115,7 +115,7 @@ class Learner:
             self.trainer = self._find_trainer()
             self.n_epochs, self.epochs, self.do_train, self.do_valid = n_epochs, range(n_epochs), train, valid
             self.opt = self.opt_func(self.model.parameters(), self.lr if lr is None else lr)
-            self._fit(train, valid)
+            self._fit()
         finally:
             for cb in cbs: self.cbs.remove(cb)
 

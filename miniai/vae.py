@@ -79,6 +79,7 @@ class FuncMetric(Mean):
     def __init__(self, fn, device=None):
         super().__init__(device=device)
         self.fn = fn
+    @torch.no_grad()
     def update(self, inp, targ):
-        super().update(self.fn(inp, targ).detach().float(), weight=len(targ))
+        super().update(self.fn(inp, targ).float(), weight=len(targ))
         return self

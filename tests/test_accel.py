@@ -2,7 +2,8 @@ import json, os, subprocess, sys, warnings, torch
 from pathlib import Path
 from torch import nn
 import torch.nn.functional as F
-from miniai.learner import Learner, TrainCB
+from miniai.learner import Learner, Callback, TrainCB
+from miniai.callbacks import CheckpointCB
 from miniai.accel import MixedPrecision, native_amp_dtype
 from miniai.data import DataLoaders
 
@@ -38,7 +39,7 @@ def test_bf16_autocast_shapes_and_dtypes():
 def test_bf16_close_to_fp32():
     losses = {}
     for name, trainer in (('fp32', TrainCB()), ('bf16', MixedPrecision(dtype=torch.bfloat16))):
-        class Rec(TrainCB.__base__):
+        class Rec(Callback):
             def before_fit(self, learn): self.l = []
             def after_loss(self, learn): self.l.append(learn.loss.item())
         rec = Rec()
@@ -56,10 +57,14 @@ def test_default_precision_follows_hardware():
     if mp.amp_dtype is None: assert any('training in fp32' in str(x.message) for x in w)
 
 
-def test_fp16_scaler_state_is_checkpointable():
+def test_fp16_trains_with_loss_scaling_and_checkpoints_the_scaler(tmp_path):
     mp = MixedPrecision(dtype=torch.float16)
-    mp.scaler = torch.amp.GradScaler('cpu', enabled=True)
-    assert 'scale' in mp.state_dict()
+    learn = Learner(small_cnn(), classifier_dls(), F.cross_entropy, lr=0.1, cbs=[mp, CheckpointCB(tmp_path / 'ck.pt')])
+    learn.fit(1, valid=False)
+    assert mp.scaler.is_enabled() and learn.preds.dtype == torch.float16
+    assert all(torch.isfinite(p).all() for p in learn.model.parameters())
+    saved = torch.load(tmp_path / 'ck.pt', weights_only=True)['cbs']['MixedPrecision']
+    assert saved['scale'] == mp.scaler.get_scale()
 
 
 def train_single(path):

@@ -43,7 +43,6 @@ def test_callbacks_run_in_order(regression_dls):
 def test_cancellation(regression_dls, exc, event, expect_absent, expect_present):
     class Cancel(Callback):
         order = -1
-        def __init__(self): self.n = 0
     def raise_(learn): raise exc()
     c = Cancel(); setattr(c, event, raise_)
     ev = Events()
