@@ -135,8 +135,12 @@ def one_cycle(max_lr, n_epochs, dls, **kwargs):
                                 total_steps=n_epochs * len(dls.train), **kwargs))
 
 # %% ../nbs/03_callbacks.ipynb #ab9828aa
-def lr_of(cb, learn): return learn.opt.param_groups[0]['lr']
+def lr_of(cb, learn):
+    "The learning rate of the first parameter group: a `RecorderCB` recording."
+    return learn.opt.param_groups[0]['lr']
+
 def beta1_of(cb, learn):
+    "The first parameter group's momentum (Adam's beta1, or SGD's momentum): a `RecorderCB` recording."
     g = learn.opt.param_groups[0]
     return g['betas'][0] if 'betas' in g else g.get('momentum', 0.)
 

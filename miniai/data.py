@@ -11,13 +11,14 @@ from pathlib import Path
 from urllib.parse import urlparse
 import numpy as np, torch
 from torch.utils.data import DataLoader, default_collate
+from torchvision.transforms.functional import resized_crop
 import datasets
 from .core import env_flag
 
 # %% auto #0
-__all__ = ['FASHION_CLASSES', 'IDX_DTYPES', 'SAMPLE_DIR', 'IDX_FILES', 'HUB_FASHION_MNIST', 'collate_dict', 'inplace', 'get_dls',
-           'DataLoaders', 'IDXError', 'read_idx', 'fashion_mnist_features', 'load_fashion_mnist_idx', 'hub_reachable',
-           'load_fashion_mnist', 'image_tensors']
+__all__ = ['FASHION_CLASSES', 'IDX_DTYPES', 'SAMPLE_DIR', 'IDX_FILES', 'HUB_FASHION_MNIST', 'PHOTOS', 'collate_dict', 'inplace',
+           'get_dls', 'DataLoaders', 'IDXError', 'read_idx', 'fashion_mnist_features', 'load_fashion_mnist_idx',
+           'hub_reachable', 'load_fashion_mnist', 'image_tensors', 'load_photo', 'photo_crops']
 
 # %% ../nbs/01_data.ipynb #cab08004
 def collate_dict(ds):
@@ -89,6 +90,7 @@ def _find(folder: Path, name: str) -> Path:
                             "at the folder holding the four official Fashion-MNIST IDX files.")
 
 def fashion_mnist_features():
+    "The `datasets` features of Fashion-MNIST: a PIL image and a class label with the class names."
     return datasets.Features({'image': datasets.Image(), 'label': datasets.ClassLabel(names=list(FASHION_CLASSES))})
 
 def load_fashion_mnist_idx(folder) -> datasets.DatasetDict:
@@ -136,3 +138,28 @@ def image_tensors(ds, image='image', label='label'):
     x = torch.from_numpy(np.stack([np.asarray(im) for im in ds[image]]))
     x = (x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)).float() / 255
     return x, torch.tensor(ds[label], dtype=torch.int64)
+
+# %% ../nbs/01_data.ipynb #eaa54099
+PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'hubble_deep_field', 'immunohistochemistry', 'retina',
+          'stereo_motorcycle')
+
+def load_photo(name):
+    "One of scikit-image's sample photos as a uint8 tensor (3, H, W)."
+    import skimage.data
+    im = getattr(skimage.data, name)()
+    if isinstance(im, tuple): im = im[0]  # stereo pairs: the left image
+    return torch.from_numpy(np.ascontiguousarray(im[..., :3])).permute(2, 0, 1)
+
+def photo_crops(n, size=64, names=PHOTOS, min_scale=0.15, seed=0):
+    """`n` random square crops of scikit-image's sample photos `names`, each with a side of `min_scale` to 1 times the
+    photo's shorter side, resized to `size`: uint8 images (n, 3, size, size) and the index in `names` of each one's photo."""
+    photos = [load_photo(nm) for nm in names]
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(len(photos), (n,), generator=g)
+    out = torch.empty(n, 3, size, size, dtype=torch.uint8)
+    for i, k in enumerate(labels.tolist()):
+        h, w = photos[k].shape[1:]
+        side = int(min(h, w) * (min_scale + (1 - min_scale) * torch.rand((), generator=g).item()))
+        top, left = (torch.randint(d - side + 1, (), generator=g).item() for d in (h, w))
+        out[i] = resized_crop(photos[k], top, left, side, side, [size, size], antialias=True)
+    return out, labels

@@ -11,33 +11,37 @@ from fastprogress.fastprogress import progress_bar
 from .core import def_device
 
 # %% auto #0
-__all__ = ['T_MAX', 'abar', 'inv_abar', 'noisify', 'noisify_collate', 'ddim_step', 'sample', 'DiscreteDenoiser']
+__all__ = ['T_MAX', 'abar', 'inv_abar', 'noisify', 'noisify_collate', 'ddim_step', 'guided_eps', 'sample', 'DiscreteDenoiser']
 
 # %% ../nbs/07_diffusion.ipynb #6612e4b8
-def abar(t):
-    "The signal variance left at time `t` in [0, 1]: `cos(t * pi / 2) ** 2`."
-    return (t * math.pi / 2).cos() ** 2
+def abar(t, shift=1.):
+    """The signal variance left at time `t` in [0, 1]: `cos(t * pi / 2) ** 2`. `shift > 1` moves the schedule to more
+    noise, lowering logSNR by `2 * log(shift)` at every `t` (simple diffusion: `shift = d / base` for side `d`)."""
+    if shift == 1: return (t * math.pi / 2).cos() ** 2
+    half_pi_t = t * math.pi / 2  # logSNR = log(cos^2 / sin^2); abs() keeps float rounding at t = 1 from a negative cos
+    return torch.sigmoid(2 * (half_pi_t.cos().abs().log() - half_pi_t.sin().abs().log() - math.log(shift)))
 
-def inv_abar(a):
-    "The time at which `abar` equals `a`."
-    return a.sqrt().acos() * 2 / math.pi
+def inv_abar(a, shift=1.):
+    "The time at which `abar(t, shift)` equals `a`."
+    if shift == 1: return a.sqrt().acos() * 2 / math.pi
+    return ((a.logit() + 2 * math.log(shift)) / -2).exp().atan() * 2 / math.pi
 
 # %% ../nbs/07_diffusion.ipynb #6b3e70be
 T_MAX = 0.999  # the latest time trained on and sampled from: at t = 1 no signal is left
 
-def noisify(x0, t=None, generator=None):
-    "Noise a batch at times `t` (default: uniform in [0, `T_MAX`] per item): returns `((x_t, t), eps)`."
+def noisify(x0, t=None, generator=None, shift=1.):
+    "Noise a batch at times `t` (default: uniform in [0, `T_MAX`] per item) of schedule `abar(t, shift)`: `((x_t, t), eps)`."
     if t is None: t = torch.rand(len(x0), device=x0.device, generator=generator).clamp(max=T_MAX)
     eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
-    a = abar(t).to(x0.dtype).reshape(-1, *[1] * (x0.ndim - 1))
+    a = abar(t, shift).to(x0.dtype).reshape(-1, *[1] * (x0.ndim - 1))
     return (a.sqrt() * x0 + (1 - a).sqrt() * eps, t), eps
 
 # %% ../nbs/07_diffusion.ipynb #e73dd7a5
-def noisify_collate(b):
+def noisify_collate(b, shift=1.):
     "Collate items (images, or tuples whose first element is the image) into a noised batch `(x_t, t, eps)`."
     x0 = default_collate(b)
     if isinstance(x0, (list, tuple)): x0 = x0[0]
-    (x_t, t), eps = noisify(x0)
+    (x_t, t), eps = noisify(x0, shift=shift)
     return x_t, t, eps
 
 # %% ../nbs/07_diffusion.ipynb #c61a6524
@@ -54,21 +58,39 @@ def ddim_step(x_t, eps, abar_t, abar_prev, eta=0., noise=None, clamp=None):
     return x_prev
 
 # %% ../nbs/07_diffusion.ipynb #2f4d8aa1
+def guided_eps(model, x, t, cond=None, guidance_scale=1.):
+    """The model's noise prediction. With classes `cond`, classifier-free guidance: `eps_u + w * (eps_c - eps_u)`, the
+    conditional and unconditional (`model.null_class`) predictions from one batched forward; `w=1` is plain conditional."""
+    if cond is None: return model(x, t)
+    if guidance_scale == 1: return model(x, t, cond)
+    null = torch.full_like(cond, model.null_class)
+    if guidance_scale == 0: return model(x, t, null)
+    eps_c, eps_u = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, null])).chunk(2)
+    return eps_u + guidance_scale * (eps_c - eps_u)
+
 @torch.no_grad()
 def sample(model, shape, steps=100, eta=1., step=ddim_step, clamp=None, device=None, generator=None,
-           return_traj=False, progress=False):
+           return_traj=False, progress=False, shift=1., cond=None, guidance_scale=1., x_init=None, strength=1., mask=None):
     """Draw `shape[0]` samples with `steps` steps of `step` (DDIM by default); `eta=1` is DDPM-like, `eta=0`
-    deterministic. `device` defaults to the model's; a `generator` must live there. Returns the final batch, and with
-    `return_traj` also `x` after every step (on the CPU)."""
+    deterministic; `shift` picks the schedule `abar(t, shift)`. `device` defaults to the model's; a `generator` must
+    live there. `cond` and `guidance_scale` go to `guided_eps`. img2img: start from `x_init` noised to time `strength`
+    and take `round(strength * steps)` steps. Inpainting: where `mask` is 0, keep `x_init` noised to each step's time
+    with the starting noise. Returns the final batch, and with `return_traj` also `x` after every step (on the CPU)."""
     if device is None: device = next((p.device for p in (*model.parameters(), *model.buffers())), def_device)
-    ts = torch.linspace(1, 0, steps + 1, device=device).clamp(max=T_MAX)  # steps + 1 times, from T_MAX to 0
-    abars = abar(ts)
-    x = torch.randn(shape, device=device, generator=generator)
+    if mask is not None and x_init is None: raise ValueError("Inpainting needs the image to keep: pass `x_init` with `mask`.")
+    if x_init is None: strength = 1.
+    else: x_init, mask = x_init.to(device), None if mask is None else mask.to(device)
+    steps = round(strength * steps)
+    ts = torch.linspace(strength, 0, steps + 1, device=device).clamp(max=T_MAX)  # steps + 1 times, down to 0
+    abars = abar(ts, shift)
+    x = z = torch.randn(shape, device=device, generator=generator)
+    if x_init is not None: x = abars[0].sqrt() * x_init + (1 - abars[0]).sqrt() * z
     noise = torch.randn((steps, *shape), device=device, generator=generator) if eta > 0 else [None] * steps
     traj, n = [], shape[0]
     for i in progress_bar(range(steps), leave=False) if progress else range(steps):
-        eps = model(x, ts[i].expand(n))
+        eps = guided_eps(model, x, ts[i].expand(n), cond, guidance_scale)
         x = step(x, eps.float(), abars[i], abars[i + 1], eta=eta, noise=noise[i], clamp=clamp)
+        if mask is not None: x = torch.lerp(abars[i + 1].sqrt() * x_init + (1 - abars[i + 1]).sqrt() * z, x, mask)
         if return_traj: traj.append(x.cpu())
     return (x, traj) if return_traj else x
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['timestep_embedding', 'pre_conv', 'zero_init', 'SelfAttention', 'SelfAttention2D', 'EmbResBlock', 'DownBlock',
-           'upsample', 'UpBlock', 'EmbUNetModel']
+           'upsample', 'UpBlock', 'emb_layers', 'embed', 'down_path', 'up_path', 'EmbUNetModel']
 
 # %% ../nbs/08_unet.ipynb #5e542a3f
 def timestep_embedding(t, emb_dim, max_period=10_000, scale=1_000):
@@ -60,10 +60,11 @@ class SelfAttention2D(nn.Module):
 
 # %% ../nbs/08_unet.ipynb #502cc70b
 class EmbResBlock(nn.Module):
-    "Pre-activation residual block whose features are scaled and shifted by the time embedding; optional self-attention."
-    def __init__(self, n_emb, ni, nf=None, ks=3, act=nn.SiLU, norm=nn.BatchNorm2d, attn_chans=0):
+    """Pre-activation residual block whose features are scaled and shifted by the time embedding; optional self-attention,
+    and dropout (probability `dropout`) before its second convolution."""
+    def __init__(self, n_emb, ni, nf=None, ks=3, act=nn.SiLU, norm=nn.BatchNorm2d, attn_chans=0, dropout=0.):
         super().__init__()
-        nf = nf or ni
+        nf, self.dropout = nf or ni, dropout
         self.emb_proj = nn.Linear(n_emb, nf * 2)
         self.conv1 = pre_conv(ni, nf, ks, act=act, norm=norm)
         self.conv2 = pre_conv(nf, nf, ks, act=act, norm=norm)
@@ -75,16 +76,16 @@ class EmbResBlock(nn.Module):
         inp = x
         x = self.conv1(x)
         scale, shift = self.emb_proj(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
-        x = x * (1 + scale) + shift
+        x = F.dropout(x * (1 + scale) + shift, self.dropout, self.training)
         x = self.conv2(x) + self.idconv(inp)
         return x + self.attn(x) if self.attn else x
 
 # %% ../nbs/08_unet.ipynb #69f1f618
 class DownBlock(nn.Module):
     "`num_layers` `EmbResBlock`s, then an optional stride-2 convolution; returns the output and the outputs to skip."
-    def __init__(self, n_emb, ni, nf, add_down=True, num_layers=1, attn_chans=0):
+    def __init__(self, n_emb, ni, nf, add_down=True, num_layers=1, attn_chans=0, dropout=0.):
         super().__init__()
-        self.resnets = nn.ModuleList([EmbResBlock(n_emb, ni if i == 0 else nf, nf, attn_chans=attn_chans)
+        self.resnets = nn.ModuleList([EmbResBlock(n_emb, ni if i == 0 else nf, nf, attn_chans=attn_chans, dropout=dropout)
                                       for i in range(num_layers)])
         self.down = nn.Conv2d(nf, nf, 3, stride=2, padding=1) if add_down else None
     def forward(self, x, emb):
@@ -103,43 +104,70 @@ def upsample(nf):
 
 class UpBlock(nn.Module):
     "`num_layers` `EmbResBlock`s, each fed the previous output concatenated with a saved skip; then an optional upsample."
-    def __init__(self, n_emb, ni, prev_nf, nf, add_up=True, num_layers=2, attn_chans=0):
+    def __init__(self, n_emb, ni, prev_nf, nf, add_up=True, num_layers=2, attn_chans=0, dropout=0.):
         super().__init__()
         self.resnets = nn.ModuleList([
-            EmbResBlock(n_emb, (prev_nf if i == 0 else nf) + (ni if i == num_layers - 1 else nf), nf, attn_chans=attn_chans)
+            EmbResBlock(n_emb, (prev_nf if i == 0 else nf) + (ni if i == num_layers - 1 else nf), nf,
+                        attn_chans=attn_chans, dropout=dropout)
             for i in range(num_layers)])
         self.up = upsample(nf) if add_up else nn.Identity()
     def forward(self, x, emb, saved):
         for resnet in self.resnets: x = resnet(torch.cat([x, saved.pop()], dim=1), emb)
         return self.up(x)
 
-# %% ../nbs/08_unet.ipynb #561fd34e
+# %% ../nbs/08_unet.ipynb #3832c3c4
+def emb_layers(n_temb, n_classes=None):
+    """The MLP taking the `n_temb` sinusoidal time features to `4 * n_temb`, and with `n_classes` a class embedding of
+    that width with `n_classes + 1` rows (the last: 'no class'), else None."""
+    n_emb = n_temb * 4
+    mlp = nn.Sequential(nn.Linear(n_temb, n_emb), nn.SiLU(), nn.Linear(n_emb, n_emb))
+    return mlp, nn.Embedding(n_classes + 1, n_emb) if n_classes else None
+
+def embed(model, t, c=None):
+    "The embedding of times `t` and, for a model with a `cond_emb`, classes `c` (None: `model.null_class`) added to it."
+    emb = model.emb_mlp(timestep_embedding(t, model.n_temb))
+    if model.cond_emb is None:
+        if c is not None: raise ValueError(f"{type(model).__name__} was built without n_classes: call it as model(x_t, t).")
+        return emb
+    if c is None: c = torch.full(t.shape, model.null_class, dtype=torch.long, device=t.device)
+    return emb + model.cond_emb(c)
+
+def down_path(n_emb, nfs, num_layers=1, attn_chans=0, attn_start=1, dropout=0.):
+    "A `DownBlock` per level of `nfs`, a stride-2 convolution after all but the last; attention from level `attn_start`."
+    blocks, nf = nn.ModuleList(), nfs[0]
+    for i in range(len(nfs)):
+        ni, nf = nf, nfs[i]
+        blocks.append(DownBlock(n_emb, ni, nf, add_down=i != len(nfs) - 1, num_layers=num_layers,
+                                attn_chans=attn_chans if i >= attn_start else 0, dropout=dropout if i > 0 else 0.))
+    return blocks
+
+def up_path(n_emb, nfs, num_layers=1, attn_chans=0, attn_start=1, dropout=0.):
+    "The `UpBlock`s mirroring `down_path(n_emb, nfs, num_layers, ...)`, taking its skips in reverse order."
+    blocks, rev, nf, n = nn.ModuleList(), list(reversed(nfs)), nfs[-1], len(nfs)
+    for i in range(n):
+        prev_nf, nf, ni = nf, rev[i], rev[min(i + 1, n - 1)]
+        blocks.append(UpBlock(n_emb, ni, prev_nf, nf, add_up=i != n - 1, num_layers=num_layers + 1,
+                              attn_chans=attn_chans if i < n - attn_start else 0, dropout=dropout if i < n - 1 else 0.))
+    return blocks
+
+# %% ../nbs/08_unet.ipynb #7c866f67
 class EmbUNetModel(nn.Module):
-    "A U-Net denoiser: `model(x_t, t)` with `t` of shape `(batch,)` in [0, 1] returns the predicted noise."
-    def __init__(self, in_ch=1, out_ch=1, nfs=(32, 64, 128, 256), num_layers=1, attn_chans=8, attn_start=1):
+    """A U-Net denoiser: `model(x_t, t)` with `t` of shape `(batch,)` in [0, 1] returns the predicted noise. With
+    `n_classes`, `model(x_t, t, c)` is class-conditional; `c = n_classes` (`null_class`, also used when `c` is None) is 'no class'."""
+    def __init__(self, in_ch=1, out_ch=1, nfs=(32, 64, 128, 256), num_layers=1, attn_chans=8, attn_start=1, n_classes=None,
+                 dropout=0.):
         super().__init__()
         self.conv_in = nn.Conv2d(in_ch, nfs[0], kernel_size=3, padding=1)
-        self.n_temb = nfs[0]
-        n_emb = self.n_temb * 4
-        self.emb_mlp = nn.Sequential(nn.Linear(self.n_temb, n_emb), nn.SiLU(), nn.Linear(n_emb, n_emb))
-        n, nf = len(nfs), nfs[0]
-        self.downs = nn.ModuleList()
-        for i in range(n):
-            ni, nf = nf, nfs[i]
-            self.downs.append(DownBlock(n_emb, ni, nf, add_down=i != n - 1, num_layers=num_layers,
-                                        attn_chans=attn_chans if i >= attn_start else 0))
-        self.mid_block = EmbResBlock(n_emb, nfs[-1], attn_chans=attn_chans)
-        rev, nf = list(reversed(nfs)), nfs[-1]
-        self.ups = nn.ModuleList()
-        for i in range(n):
-            prev_nf, nf, ni = nf, rev[i], rev[min(i + 1, n - 1)]
-            self.ups.append(UpBlock(n_emb, ni, prev_nf, nf, add_up=i != n - 1, num_layers=num_layers + 1,
-                                    attn_chans=attn_chans if i < n - attn_start else 0))
+        self.n_temb, self.null_class, n_emb = nfs[0], n_classes, nfs[0] * 4
+        self.emb_mlp, self.cond_emb = emb_layers(self.n_temb, n_classes)
+        self.downs = down_path(n_emb, nfs, num_layers, attn_chans, attn_start, dropout)
+        self.mid_block = EmbResBlock(n_emb, nfs[-1], attn_chans=attn_chans, dropout=dropout)
+        self.ups = up_path(n_emb, nfs, num_layers, attn_chans, attn_start, dropout)
         self.conv_out = pre_conv(nfs[0], out_ch, act=nn.SiLU, norm=nn.BatchNorm2d)
         zero_init(self.conv_out[-1])
 
-    def forward(self, x, t):
-        emb = self.emb_mlp(timestep_embedding(t, self.n_temb))
+    def forward(self, x, t, c=None):
+        emb = embed(self, t, c)
         x = self.conv_in(x)
         saved = [x]
         for block in self.downs:
