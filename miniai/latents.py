@@ -213,7 +213,11 @@ def extract_tar(path, dest):
     return dest
 
 def lsun_bedrooms(root='~/.cache/miniai'):
-    "The LSUN bedrooms 20% sample as an image folder under `root`, downloaded and extracted on first use."
+    """The LSUN bedrooms 20% sample as an image folder under `root`, downloaded and extracted on first use; an
+    interrupted download resumes, an interrupted extraction starts again (a marker file records a complete one)."""
     root = Path(root).expanduser()
-    if not (root / 'bedroom').exists(): extract_tar(download(LSUN_BEDROOMS, root / 'bedroom.tgz'), root)
+    done = root / 'bedroom.extracted'
+    if not done.exists():
+        extract_tar(download(LSUN_BEDROOMS, root / 'bedroom.tgz'), root)
+        done.touch()
     return root / 'bedroom'
