@@ -122,11 +122,15 @@ def train_small_vae(images, minutes=3., bs=32, lr=1e-3, kl_weight=1e-6, seed=0, 
 
 # %% ../nbs/10_latents.ipynb #2d791518
 def source_id(ds):
-    "A hash identifying a dataset's items: of its file list when it has one (`ImageFolder`), else of its tensors."
+    """A hash identifying a dataset's items: of its file list (`ImageFolder`), its tensors (`TensorDataset`), or a
+    `Subset`'s indices and parent; any other dataset is refused, since its items could change unseen."""
     h = hashlib.sha256()
-    if hasattr(ds, 'files'): h.update('\n'.join(map(str, ds.files)).encode())
-    else:
-        for t in getattr(ds, 'tensors', ()): h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    if isinstance(ds, Subset): h.update(f"{source_id(ds.dataset)}:{list(ds.indices)}".encode())
+    elif hasattr(ds, 'files'): h.update('\n'.join(map(str, ds.files)).encode())
+    elif hasattr(ds, 'tensors'):
+        for t in ds.tensors: h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    else: raise TypeError(f"{type(ds).__name__}: cannot tell which items this dataset holds. Use an ImageFolder, a "
+                          "TensorDataset or a Subset of one, or give the dataset a `files` list.")
     return h.hexdigest()[:16]
 
 def vae_name(vae):

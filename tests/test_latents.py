@@ -1,7 +1,7 @@
 import io, json, os, subprocess, sys, tarfile, time, warnings
 import numpy as np, pytest, torch
 from PIL import Image
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torchvision.io import encode_jpeg
 from miniai.data import photo_crops
 from miniai.latents import (FILE_LIST, ImageFolder, ImageError, list_images, small_vae, cache_latents, extract_tar,
@@ -74,6 +74,14 @@ def test_mismatched_cache_is_refused(folder, vae_dir, tmp_path):
     other = TensorDataset(torch.rand(40, 3, 32, 32))
     with pytest.raises(ValueError, match='source'): cache_latents(DataLoader(other, 8), vae, tmp_path / 'lat.npy')
     with pytest.raises(ValueError, match='fixed order'): cache_latents(DataLoader(ds, 8, shuffle=True), vae, tmp_path / 'x.npy')
+    cache_latents(DataLoader(Subset(ds, range(20)), 8), vae, tmp_path / 'half.npy')
+    with pytest.raises(ValueError, match='source'):  # same shape, other items
+        cache_latents(DataLoader(Subset(ds, range(20, 40)), 8), vae, tmp_path / 'half.npy')
+
+    class Opaque(Dataset):
+        def __len__(self): return 4
+        def __getitem__(self, i): return torch.rand(3, 32, 32)
+    with pytest.raises(TypeError, match='cannot tell which items'): cache_latents(DataLoader(Opaque(), 2), vae, tmp_path / 'o.npy')
 
 
 def test_cache_stats_normalise(folder, vae_dir, tmp_path):
