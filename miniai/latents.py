@@ -22,31 +22,33 @@ __all__ = ['IMAGE_EXTS', 'FILE_LIST', 'SD_VAE', 'LSUN_BEDROOMS', 'list_images', 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp')
 FILE_LIST = '.miniai_files.json.gz'
 
-def _scan(folder):
+def _scan(folder, exts):
     files, dirs = [], {}
     for root, dnames, fnames in os.walk(folder):
         dnames.sort()
         rel = os.path.relpath(root, folder)
         dirs[rel] = os.stat(root).st_mtime_ns
-        files += [os.path.normpath(os.path.join(rel, f)) for f in sorted(fnames) if f.lower().endswith(IMAGE_EXTS)]
+        files += [os.path.normpath(os.path.join(rel, f)) for f in sorted(fnames) if f.lower().endswith(exts)]
     return files, dirs
 
-def list_images(folder, cache=True):
-    """The image files under `folder` (sorted, recursive). With `cache`, the list is kept in `folder/.miniai_files.json.gz`
-    with every directory's modification time, and rebuilt when any of them changes."""
+def list_images(folder, cache=True, exts=IMAGE_EXTS):
+    """The files under `folder` (sorted, recursive) whose names end in one of `exts` (images by default). With `cache`, the
+    list is kept in `folder/.miniai_files.json.gz` with every directory's modification time, and rebuilt when any of them
+    changes or other `exts` are asked for."""
     folder = Path(folder)
     if not folder.is_dir(): raise FileNotFoundError(f"{folder}: no such folder. Pass a folder of images.")
     path = folder / FILE_LIST
     if cache and path.exists():
         try:
             c = json.loads(gzip.decompress(path.read_bytes()))
-            if all(os.stat(folder / d).st_mtime_ns == m for d, m in c['dirs'].items()): return [folder / f for f in c['files']]
+            if c['exts'] == list(exts) and all(os.stat(folder / d).st_mtime_ns == m for d, m in c['dirs'].items()):
+                return [folder / f for f in c['files']]
         except (OSError, ValueError, KeyError): pass  # changed, damaged or unreadable: scan again
     if cache:
         try: path.touch()  # create the entry first: that changes the folder's time, writing into it later does not
         except OSError: cache = False  # a read-only folder: no cache
-    files, dirs = _scan(folder)
-    if cache: path.write_bytes(gzip.compress(json.dumps({'files': files, 'dirs': dirs}).encode()))
+    files, dirs = _scan(folder, exts)
+    if cache: path.write_bytes(gzip.compress(json.dumps({'files': files, 'dirs': dirs, 'exts': list(exts)}).encode()))
     return [folder / f for f in files]
 
 # %% ../nbs/10_latents.ipynb #9e2179e4

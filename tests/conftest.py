@@ -11,3 +11,20 @@ def regression_dls():
     y = x @ torch.tensor([[1.], [-2.], [0.5]]) + 0.1
     ds = TensorDataset(x, y)
     return DataLoaders(DataLoader(ds, batch_size=16, shuffle=True), DataLoader(ds, batch_size=32))
+
+
+@pytest.fixture(scope='session')
+def vae_dir(tmp_path_factory):
+    "An untrained `small_vae` saved as a diffusers folder (for subprocesses to load)."
+    from miniai.latents import small_vae
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp('vae')
+    small_vae().save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope='session')
+def vae(vae_dir):
+    "The VAE in `vae_dir`, loaded in eval mode without gradients (its name is the folder, as in a subprocess)."
+    from diffusers import AutoencoderKL
+    return AutoencoderKL.from_pretrained(vae_dir).eval().requires_grad_(False)

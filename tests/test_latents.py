@@ -4,7 +4,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torchvision.io import encode_jpeg
 from miniai.data import photo_crops
-from miniai.latents import (FILE_LIST, ImageFolder, ImageError, list_images, small_vae, cache_latents, extract_tar,
+from miniai.latents import (FILE_LIST, ImageFolder, ImageError, list_images, cache_latents, extract_tar,
                             latent_stats, load_image)
 
 
@@ -16,19 +16,6 @@ def folder(tmp_path_factory):
         (d / f'sub{i % 3}').mkdir(exist_ok=True)
         (d / f'sub{i % 3}' / f'{i:03d}.jpg').write_bytes(encode_jpeg(im, quality=90).numpy().tobytes())
     return d
-
-
-@pytest.fixture(scope='module')
-def vae_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp('vae')
-    small_vae().save_pretrained(d)
-    return d
-
-
-def load(vae_dir):
-    from diffusers import AutoencoderKL
-    return AutoencoderKL.from_pretrained(vae_dir).eval().requires_grad_(False)
 
 
 BUILD = """
@@ -45,7 +32,7 @@ cache_latents(DataLoader(ds, 4), AutoencoderKL.from_pretrained(sys.argv[2]).eval
 """
 
 
-def test_killed_cache_build_resumes_to_identical_bytes(folder, vae_dir, tmp_path):
+def test_killed_cache_build_resumes_to_identical_bytes(folder, vae_dir, vae, tmp_path):
     path = tmp_path / 'lat.npy'
     p = subprocess.Popen([sys.executable, '-c', BUILD, str(folder), str(vae_dir), str(path)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -57,7 +44,7 @@ def test_killed_cache_build_resumes_to_identical_bytes(folder, vae_dir, tmp_path
     p.kill(); p.wait()
     done = json.loads(meta.read_text())['done']
     assert 8 <= done < 40 and not path.exists() and (tmp_path / 'lat.npy.partial').exists()
-    vae, ds = load(vae_dir), ImageFolder(folder, size=32)
+    ds = ImageFolder(folder, size=32)
     lat = cache_latents(DataLoader(ds, 4), vae, path)
     whole = cache_latents(DataLoader(ds, 4), vae, tmp_path / 'whole.npy')
     assert lat.shape == (40, 4, 4, 4) and lat.mode == 'r'
@@ -66,8 +53,8 @@ def test_killed_cache_build_resumes_to_identical_bytes(folder, vae_dir, tmp_path
     assert cache_latents(DataLoader(ds, 4), vae, path).filename == lat.filename  # complete: reopened, not rebuilt
 
 
-def test_mismatched_cache_is_refused(folder, vae_dir, tmp_path):
-    vae, ds = load(vae_dir), ImageFolder(folder, size=32)
+def test_mismatched_cache_is_refused(folder, vae, tmp_path):
+    ds = ImageFolder(folder, size=32)
     cache_latents(DataLoader(ds, 8), vae, tmp_path / 'lat.npy')
     with pytest.raises(ValueError, match='dtype'): cache_latents(DataLoader(ds, 8), vae, tmp_path / 'lat.npy', dtype=np.float16)
     with pytest.raises(ValueError, match='shape'): cache_latents(DataLoader(ImageFolder(folder, size=64), 8), vae, tmp_path / 'lat.npy')
@@ -84,8 +71,8 @@ def test_mismatched_cache_is_refused(folder, vae_dir, tmp_path):
     with pytest.raises(TypeError, match='cannot tell which items'): cache_latents(DataLoader(Opaque(), 2), vae, tmp_path / 'o.npy')
 
 
-def test_cache_stats_normalise(folder, vae_dir, tmp_path):
-    lat = cache_latents(DataLoader(ImageFolder(folder, size=32), 8), load(vae_dir), tmp_path / 'lat.npy')
+def test_cache_stats_normalise(folder, vae, tmp_path):
+    lat = cache_latents(DataLoader(ImageFolder(folder, size=32), 8), vae, tmp_path / 'lat.npy')
     mean, std = latent_stats(lat)
     z = (torch.from_numpy(np.asarray(lat)) - mean[:, None, None]) / std[:, None, None]
     torch.testing.assert_close(z.mean((0, 2, 3)), torch.zeros(4), atol=1e-4, rtol=0)

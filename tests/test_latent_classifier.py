@@ -1,0 +1,123 @@
+import subprocess, sys, time
+import numpy as np, pytest, torch
+import torchvision.transforms as T
+from miniai.data import PHOTOS
+from miniai.latents import list_images
+from miniai.latent_classifier import (CLS_LOC, VAL_SOLUTION, LatentFiles, LatentResNet, RandErase, class_names,
+                                      encode_folder, file_labels, read_val_solution, sample_stats, standin_imagenet)
+
+NAMES = PHOTOS[:3]
+
+
+@pytest.fixture(scope='module')
+def tree(tmp_path_factory):
+    return standin_imagenet(tmp_path_factory.mktemp('imagenet'), n_train=6, n_valid=3, size=64, names=NAMES)
+
+
+def test_labels_from_folders_and_solution_file(tree):
+    classes = class_names(tree / CLS_LOC / 'train')
+    assert classes == sorted(NAMES)
+    train = list_images(tree / CLS_LOC / 'train')
+    assert file_labels(train, classes).tolist() == [classes.index(f.parent.name) for f in train]
+    val = list_images(tree / CLS_LOC / 'val')
+    solution = read_val_solution(tree / VAL_SOLUTION)
+    assert len(solution) == 9 and set(solution.values()) == set(NAMES)
+    # stand-in validation ids are val_KK..., KK the photo's index in NAMES
+    assert file_labels(val, classes, solution).tolist() == [classes.index(NAMES[int(f.stem[4:6])]) for f in val]
+    with pytest.raises(KeyError, match='val_00'): file_labels(val, classes)  # no solution file: the file is named
+    with pytest.raises(KeyError, match="'retina' is not one"): file_labels(val, classes, {f.stem: 'retina' for f in val})
+    with pytest.raises(FileNotFoundError, match='no class folders'): class_names(tree / CLS_LOC / 'val')
+
+
+ENCODE = """
+import sys, time
+import miniai.latent_classifier as lc
+from diffusers import AutoencoderKL
+load = lc.load_image
+def slow(*a, **k):
+    time.sleep(0.3)
+    return load(*a, **k)
+lc.load_image = slow
+vae = AutoencoderKL.from_pretrained(sys.argv[3]).eval().requires_grad_(False)
+lc.encode_folder(sys.argv[1], sys.argv[2], vae, size=64, bs=2, workers=0, progress=False)
+"""
+
+
+def test_encode_folder_resumes_after_a_kill(tree, vae_dir, vae, tmp_path):
+    src = tree / CLS_LOC / 'train'
+    assert encode_folder(src, tmp_path / 'whole', vae, size=64, bs=4, workers=0, progress=False) == 18
+    whole = list_images(tmp_path / 'whole', exts=('.npy',))
+    p = subprocess.Popen([sys.executable, '-c', ENCODE, str(src), str(tmp_path / 'part'), str(vae_dir)])
+    try:
+        deadline = time.time() + 120
+        while len(list((tmp_path / 'part').rglob('*.npy'))) < 4:
+            assert p.poll() is None and time.time() < deadline, 'the encoding run ended before it could be killed'
+            time.sleep(0.05)
+    finally: p.kill(); p.wait()
+    done = len(list((tmp_path / 'part').rglob('*.npy')))
+    assert 4 <= done < 18
+    assert encode_folder(src, tmp_path / 'part', vae, size=64, bs=4, workers=0, progress=False) == 18 - done
+    part = list_images(tmp_path / 'part', exts=('.npy',))
+    assert [f.relative_to(tmp_path / 'part') for f in part] == [f.relative_to(tmp_path / 'whole') for f in whole]
+    for a, b in zip(part, whole):
+        za, zb = np.load(a), np.load(b)
+        assert za.dtype == np.float16 and za.shape == (4, 8, 8)
+        np.testing.assert_allclose(za.astype(np.float32), zb.astype(np.float32), atol=2e-3)
+    assert not list((tmp_path / 'part').rglob('*.tmp'))
+    assert encode_folder(src, tmp_path / 'part', vae, size=64, progress=False) == 0
+
+
+def test_encode_folder_bad_image(tree, vae, tmp_path):
+    src = tmp_path / 'src'
+    (src / 'a').mkdir(parents=True)
+    good = next((tree / CLS_LOC / 'train').rglob('*.JPEG'))
+    (src / 'a' / 'good.JPEG').write_bytes(good.read_bytes())
+    (src / 'a' / 'bad.JPEG').write_bytes(good.read_bytes()[:100])
+    with pytest.raises(Exception, match='bad.JPEG'):
+        encode_folder(src, tmp_path / 'raise', vae, size=64, workers=0, progress=False)
+    with pytest.warns(UserWarning, match=r'skipped 1 .*bad.JPEG'):
+        assert encode_folder(src, tmp_path / 'skip', vae, size=64, workers=0, on_error='skip', progress=False) == 1
+    assert [f.name for f in (tmp_path / 'skip' / 'a').iterdir()] == ['good.npy']
+
+
+def test_normalisation_gives_zero_mean_unit_std(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    scale, shift = torch.tensor([0.5, 2., 5., 1.]), torch.tensor([-1., 3., 0., 7.])
+    files = []
+    for i in range(300):
+        files.append(tmp_path / f'{i}.npy')
+        np.save(files[-1], (torch.randn(4, 8, 8, generator=g) * scale[:, None, None] + shift[:, None, None]).half().numpy())
+    mean, std = sample_stats(files, n=100)
+    torch.testing.assert_close(mean, shift, atol=0.1, rtol=0.05)
+    torch.testing.assert_close(std, scale, atol=0.05, rtol=0.05)
+    x = torch.stack([x for x, _ in LatentFiles(files, torch.zeros(300, dtype=torch.long), T.Normalize(mean, std))])
+    assert x.dtype == torch.float32
+    torch.testing.assert_close(x.mean((0, 2, 3)), torch.zeros(4), atol=0.03, rtol=0)
+    torch.testing.assert_close(x.std((0, 2, 3)), torch.ones(4), atol=0.03, rtol=0)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_augmentation_keeps_shape_and_dtype(dtype):
+    torch.manual_seed(0)
+    x = torch.randn(16, 4, 32, 32).to(dtype)
+    crop = T.RandomCrop(32, padding=4)
+    xc = torch.stack([crop(xi) for xi in x])
+    assert (xc.shape, xc.dtype) == (x.shape, dtype)
+    xe = RandErase(p=1., max_frac=0.5)(x)
+    assert (xe.shape, xe.dtype) == (x.shape, dtype)
+    changed = (xe != x).flatten(2).any(1)  # (item, position): was this position erased
+    assert changed.any(1).all()  # every item has a rectangle, of at most half of each side
+    assert (changed.sum(1) <= 16 * 16).all()
+    assert (RandErase(p=0.)(x) == x).all()
+
+
+def test_backbone_feature_maps():
+    m = LatentResNet(n_out=10, nfs=(8, 16, 32, 64, 128), blocks=(1, 2, 1, 1)).eval()
+    x = torch.randn(3, 4, 32, 32)
+    feats = m.body()(x)
+    assert feats.shape == (3, 128, 2, 2)
+    assert m(x).shape == (3, 10)
+    torch.testing.assert_close(m.head(feats), m(x))  # the head on the body's output is the whole model
+    assert all(a is b for a, b in zip(m.body().parameters(), list(m.stem.parameters()) + list(m.stages.parameters())))
+    assert LatentResNet(nfs=(8, 16, 32), blocks=(1, 1)).body()(x).shape == (3, 32, 8, 8)
+    with pytest.raises(ValueError, match='one count per stage'): LatentResNet(nfs=(8, 16, 32), blocks=(1, 2, 3))
