@@ -15,8 +15,8 @@ from .latents import list_images
 
 # %% auto #0
 __all__ = ['AUDIO_EXTS', 'BIRDCALLS', 'SPECIES', 'MelConfig', 'mel_filters', 'mel_power', 'power_to_bytes', 'audio_to_image',
-           'image_to_audio', 'spectral_convergence', 'AudioError', 'load_audio', 'AudioFolder', 'HubAudio',
-           'load_birdcalls', 'synthetic_call', 'synthetic_calls']
+           'image_to_audio', 'magnitude_convergence', 'spectral_convergence', 'AudioError', 'load_audio', 'AudioFolder',
+           'HubAudio', 'load_birdcalls', 'synthetic_call', 'synthetic_calls']
 
 # %% ../nbs/13_audio_diffusion.ipynb #bfed5fdb
 @dataclass(frozen=True)
@@ -64,12 +64,16 @@ def image_to_audio(img, cfg=MelConfig(), seed=0):
     return librosa.griffinlim(mag, n_iter=cfg.n_iter, hop_length=cfg.hop, n_fft=cfg.n_fft, length=cfg.n_samples,
                               random_state=seed).astype(np.float32)
 
-def spectral_convergence(ref, est, cfg=MelConfig()):
-    """How far the STFT magnitudes of `est` are from those of `ref`, ||S_ref - g S_est|| / ||S_ref|| (0 when equal), at the
-    gain g that fits best: the spectrogram image keeps loudness relative to its loudest point, not the absolute level."""
-    s_ref, s_est = (np.abs(librosa.stft(np.asarray(a, dtype=np.float32), n_fft=cfg.n_fft, hop_length=cfg.hop)) for a in (ref, est))
+def magnitude_convergence(s_ref, s_est):
+    """||s_ref - g s_est|| / ||s_ref|| for STFT magnitudes (0 when equal), at the gain g that fits best: the spectrogram image
+    keeps loudness relative to its loudest point, not the absolute level."""
     g = (s_ref * s_est).sum() / max((s_est ** 2).sum(), 1e-20)
     return float(np.linalg.norm(s_ref - g * s_est) / np.linalg.norm(s_ref))
+
+def spectral_convergence(ref, est, cfg=MelConfig()):
+    "How far the STFT magnitudes of audio `est` are from those of `ref`: their `magnitude_convergence`."
+    return magnitude_convergence(*(np.abs(librosa.stft(np.asarray(a, dtype=np.float32), n_fft=cfg.n_fft, hop_length=cfg.hop))
+                                   for a in (ref, est)))
 
 # %% ../nbs/13_audio_diffusion.ipynb #7e56e7d0
 AUDIO_EXTS = ('.wav', '.flac', '.ogg', '.mp3')
@@ -83,7 +87,7 @@ def load_audio(src, cfg=MelConfig(), name=None):
     channels averaged, resampled, padded with silence or cut."""
     name = name or src
     try: x, sr = sf.read(io.BytesIO(src) if isinstance(src, bytes) else src, dtype='float32', always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as e:
+    except RuntimeError as e:  # soundfile's errors (LibsndfileError and others) are RuntimeErrors
         raise AudioError(f"{name}: cannot read this audio file ({e}). Delete or replace it, or pass on_error='skip'.") from None
     if len(x) == 0: raise AudioError(f"{name}: the file holds no samples. Delete or replace it, or pass on_error='skip'.")
     if not np.isfinite(x).all(): raise AudioError(f"{name}: the file holds NaN or infinite samples. Delete or replace it.")

@@ -2,7 +2,7 @@ import io
 import numpy as np, pytest, torch
 import soundfile as sf
 from miniai.audio import (SPECIES, AudioError, AudioFolder, HubAudio, MelConfig, audio_to_image, image_to_audio,
-                          load_audio, mel_power, spectral_convergence, synthetic_calls)
+                          load_audio, magnitude_convergence, mel_power, spectral_convergence, synthetic_calls)
 
 CFG = MelConfig()
 
@@ -29,6 +29,8 @@ def test_spectral_convergence():
     assert spectral_convergence(x, x, CFG) < 1e-6
     assert spectral_convergence(x, 3 * x, CFG) < 1e-6  # the level is matched
     assert spectral_convergence(x, tone(5000), CFG) > 0.9
+    s = np.abs(np.random.default_rng(0).standard_normal((5, 7)))
+    assert magnitude_convergence(s, 0.5 * s) < 1e-6 and magnitude_convergence(s, s + 1) > 0.1
 
 
 @pytest.mark.parametrize('audio', [tone(1000), np.zeros(CFG.n_samples), np.random.default_rng(0).standard_normal(50_000)])

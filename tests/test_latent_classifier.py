@@ -62,7 +62,7 @@ def test_encode_folder_resumes_after_a_kill(tree, vae_dir, vae, tmp_path):
     for a, b in zip(part, whole):
         za, zb = np.load(a), np.load(b)
         assert za.dtype == np.float16 and za.shape == (4, 8, 8)
-        np.testing.assert_allclose(za.astype(np.float32), zb.astype(np.float32), atol=2e-3)
+        np.testing.assert_allclose(za.astype(np.float32), zb.astype(np.float32), atol=2e-3, rtol=2e-3)  # one float16 step
     assert not list((tmp_path / 'part').rglob('*.tmp'))
     assert encode_folder(src, tmp_path / 'part', vae, size=64, progress=False) == 0
 
