@@ -10,8 +10,10 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms as T
 from torch.utils.data import DataLoader
-from miniai.latents import ImageFolder, list_images, load_vae, small_vae, vae_name
-from miniai.latent_classifier import CLS_LOC, LatentFiles, LatentResNet, encode_folder, standin_imagenet
+from miniai.files import ImageFolder, list_images
+from miniai.latents import load_vae, small_vae, vae_name
+from miniai.networks import LatentResNet
+from miniai.latent_classifier import CLS_LOC, LatentFiles, encode_folder, standin_imagenet
 
 
 def timed_steps(dl, model, opt, steps, encode=None):

@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.io import decode_jpeg, encode_jpeg, read_file, ImageReadMode
 from miniai.data import photo_crops
 from miniai.diffusion import noisify_collate
-from miniai.latents import ImageFolder, small_vae, cache_latents, load_vae
+from miniai.files import ImageFolder
+from miniai.latents import small_vae, cache_latents, load_vae
 from miniai.simple_diffusion import SimpleDiffusion
 
 

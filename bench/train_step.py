@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
-from miniai.learner import cnn_classifier
+from miniai.networks import cnn_classifier
 from miniai.callbacks import init_weights
 
 

@@ -6,10 +6,11 @@
 from __future__ import annotations
 import warnings
 import torch
+from .core import def_device
 from .learner import TrainCB, DeviceCB
 
 # %% auto #0
-__all__ = ['native_amp_dtype', 'MixedPrecision', 'AccelerateCB']
+__all__ = ['PRECISIONS', 'native_amp_dtype', 'MixedPrecision', 'make_trainer', 'AccelerateCB']
 
 # %% ../nbs/04_accel.ipynb #85f9ade2
 def native_amp_dtype(device) -> torch.dtype | None:
@@ -50,6 +51,19 @@ class MixedPrecision(TrainCB):
         self.scaler.update()
     def state_dict(self): return self.scaler.state_dict()
     def load_state_dict(self, sd): self.scaler.load_state_dict(sd)
+
+# %% ../nbs/04_accel.ipynb #37376d2e
+PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
+
+def make_trainer(precision='auto', n_inp=1, device=def_device):
+    """The training callback for `precision`: 'fp32' (`TrainCB`), 'bf16' or 'fp16' (`MixedPrecision`), or 'auto': the
+    16-bit type `device` multiplies natively, else fp32."""
+    if precision not in PRECISIONS: raise ValueError(f"precision={precision!r}: use one of {', '.join(PRECISIONS)}.")
+    if precision == 'auto': dtype = native_amp_dtype(device)
+    else: dtype = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[precision]
+    if dtype == torch.float16 and torch.device(device).type != 'cuda':
+        raise ValueError(f"precision='fp16' needs a CUDA GPU, not {device}: use 'bf16' or 'auto'.")
+    return MixedPrecision(n_inp, dtype) if dtype else TrainCB(n_inp)
 
 # %% ../nbs/04_accel.ipynb #ffb40c04
 class AccelerateCB(TrainCB):

@@ -11,7 +11,7 @@ import numpy as np, torch
 import librosa, soundfile as sf
 from torch.utils.data import Dataset
 from .data import hub_reachable
-from .latents import list_images
+from .files import list_images
 
 # %% auto #0
 __all__ = ['AUDIO_EXTS', 'BIRDCALLS', 'SPECIES', 'MelConfig', 'mel_filters', 'mel_power', 'power_to_bytes', 'audio_to_image',

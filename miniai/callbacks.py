@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_callbacks.ipynb #bf979f9b
 from __future__ import annotations
-import os, random
+import random
 from functools import partial
 from pathlib import Path
 import numpy as np, torch, matplotlib.pyplot as plt
@@ -12,6 +12,7 @@ from torch import nn
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel
 from .core import get_grid
+from .files import atomic_write
 from .learner import Callback
 
 # %% auto #0
@@ -175,14 +176,8 @@ def set_rng_states(st: dict):
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
 
 def save_atomic(obj, path):
-    "`torch.save` to a temporary file beside `path`, flushed to disk, then renamed over `path`."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    with open(tmp, 'wb') as f:
-        torch.save(obj, f)
-        f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
+    "`torch.save` to `path` through `atomic_write`: a crash or a full disk leaves the previous file as it was."
+    with atomic_write(path) as f: torch.save(obj, f)
 
 # %% ../nbs/03_callbacks.ipynb #3d890af1
 class CheckpointCB(Callback):

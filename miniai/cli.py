@@ -4,8 +4,7 @@
 
 # %% ../nbs/90_cli.ipynb #a8b4b37d
 from __future__ import annotations
-import argparse, json, time, warnings
-from functools import partial
+import argparse, json, time
 from pathlib import Path
 import torch, matplotlib
 import torch.nn.functional as F
@@ -14,20 +13,19 @@ from torch.utils.data import TensorDataset, DataLoader
 from torchvision.utils import save_image
 from torcheval.metrics import MulticlassAccuracy
 from .core import set_seed, def_device
-from .data import load_fashion_mnist, image_tensors, get_dls, DataLoaders, IDXError
-from .learner import Learner, Callback, TrainCB, DeviceCB, MetricsCB, ProgressCB, cnn_classifier
-from .callbacks import one_cycle, init_weights, CheckpointCB
-from .accel import MixedPrecision
-from .diffusion import noisify_collate, sample
-from .guidance import noisify_cond_collate
+from .files import ImageFolder, ImageError, write_json
+from .data import load_fashion_mnist, image_tensors, fashion_diffusion_tensors, get_dls, DataLoaders, IDXError
+from .networks import cnn_classifier
+from .learner import Learner, Callback, TrainCB, DeviceCB, MetricsCB, ProgressCB
+from .callbacks import one_cycle, init_weights
+from .diffusion import noisify_collate, noisify_cond_collate, sample, diffusion_learner
 from .unet import EmbUNetModel
 from .simple_diffusion import SimpleDiffusion
-from .fid import fashion_diffusion_tensors, load_fashion_evaluator, ImageEval
-from .latents import ImageFolder, ImageError
+from .fid import load_fashion_evaluator, ImageEval
 
 # %% auto #0
-__all__ = ['plot_history', 'classify', 'UsageError', 'read_image_folder', 'model_args', 'build_model', 'trainer', 'HistoryCB',
-           'train', 'load_run', 'generate', 'write_samples', 'fid', 'main']
+__all__ = ['plot_history', 'classify', 'UsageError', 'read_image_folder', 'model_args', 'build_model', 'HistoryCB', 'train',
+           'load_run', 'generate', 'write_samples', 'fid', 'main']
 
 # %% ../nbs/90_cli.ipynb #e82ec027
 def plot_history(history, path):
@@ -57,7 +55,7 @@ def classify(out='runs/classifier', epochs=5, bs=128, lr=1e-2, seed=42, data=Non
     learn.fit(epochs)
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     torch.save({'model': learn.model.state_dict(), 'mean': mean, 'std': std}, out / 'classifier.pt')
-    (out / 'history.json').write_text(json.dumps(metrics.history, indent=1))
+    write_json(out / 'history.json', metrics.history)
     plot_history(metrics.history, out / 'history.png')
     print(f"valid accuracy {metrics.history[-1]['accuracy']:.3f} after {epochs} epochs; wrote {out}/classifier.pt, history.json, history.png")
     return metrics.history
@@ -82,12 +80,6 @@ def build_model(cfg):
     "The untrained model a run's `config.json` describes."
     return (EmbUNetModel if cfg['model'] == 'unet' else SimpleDiffusion)(**cfg['model_args'])
 
-def trainer(precision, n_inp):
-    "The training callback for `precision`: 'fp32', 'bf16', 'fp16' (GPU) or 'auto' (16-bit where the hardware is fast at it)."
-    if precision == 'fp32': return TrainCB(n_inp)
-    if precision == 'fp16' and def_device.type != 'cuda': raise UsageError("--precision fp16 needs a CUDA GPU: use bf16 or auto.")
-    return MixedPrecision(n_inp, dtype={'auto': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[precision])
-
 class HistoryCB(Callback):
     "After every epoch, write `MetricsCB`'s history, with the epochs of earlier runs in `path` (a resumed run), and its plot."
     order = MetricsCB.order + 1
@@ -96,7 +88,7 @@ class HistoryCB(Callback):
     def after_epoch(self, learn):
         new = learn.metrics.history
         history = [d for d in self.old if d['epoch'] < new[0]['epoch']] + new
-        self.path.write_text(json.dumps(history, indent=1))
+        write_json(self.path, history)
         plot_history(history, self.path.with_name('loss.png'))
 
 def train(out='runs/diffusion', data=None, model='unet', epochs=5, bs=64, lr=5e-3, precision='auto', seed=42,
@@ -106,6 +98,7 @@ def train(out='runs/diffusion', data=None, model='unet', epochs=5, bs=64, lr=5e-
     (same options), as if it had not stopped."""
     out = Path(out)
     if data is None: channels, size = 1, 32
+    if precision == 'fp16' and def_device.type != 'cuda': raise UsageError("--precision fp16 needs a CUDA GPU: use bf16 or auto.")
     if cond and data is not None: raise UsageError("--cond needs class labels: it works with the Fashion-MNIST data only.")
     cfg = dict(data=None if data is None else str(Path(data).resolve()), model=model, size=size, channels=channels, cond=cond,
                epochs=epochs, bs=bs, lr=lr, seed=seed, model_args=model_args(model, channels, size, 10 if cond else None))
@@ -133,17 +126,14 @@ def train(out='runs/diffusion', data=None, model='unet', epochs=5, bs=64, lr=5e-
     dls = DataLoaders(DataLoader(train_ds, bs, shuffle=True, drop_last=len(train_ds) >= bs, collate_fn=collate),
                       DataLoader(valid_ds, bs * 2, collate_fn=collate))
     out.mkdir(parents=True, exist_ok=True)
-    cfg_path.write_text(json.dumps(cfg, indent=1))
-    learn = Learner(build_model(cfg), dls, F.mse_loss, lr=lr, opt_func=partial(optim.AdamW, eps=1e-5),
-                    cbs=[trainer(precision, 3 if cond else 2), DeviceCB(), MetricsCB(), ProgressCB(), one_cycle(lr, epochs, dls),
-                         CheckpointCB(ck, resume=resume), HistoryCB(out / 'history.json')])
+    write_json(cfg_path, cfg)
+    learn = diffusion_learner(build_model(cfg), dls, lr, epochs, precision, n_inp=3 if cond else 2, checkpoint=ck, resume=resume,
+                              cbs=HistoryCB(out / 'history.json'))
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        if precision == 'auto': warnings.filterwarnings('ignore', message='MixedPrecision: no fast 16-bit')
-        try: learn.fit(epochs)
-        except RuntimeError as e:
-            if 'cannot load this checkpoint' in str(e): raise UsageError(f"{ck}: cannot load this checkpoint. Delete it to start again.") from e
-            raise
+    try: learn.fit(epochs)
+    except RuntimeError as e:
+        if 'cannot load this checkpoint' in str(e): raise UsageError(f"{ck}: cannot load this checkpoint. Delete it to start again.") from e
+        raise
     print(f"trained {epochs} epochs in {time.perf_counter() - t0:.0f} s; wrote {out}/checkpoint.pt, config.json, history.json, loss.png")
     return learn.metrics.history
 

@@ -4,14 +4,14 @@
 
 # %% ../nbs/00_core.ipynb #743bb262
 from __future__ import annotations
-import os, random, platform
+import importlib, os, random, platform, warnings
 from collections.abc import Mapping
 import numpy as np, torch, matplotlib.pyplot as plt
 from PIL import Image
 
 # %% auto #0
 __all__ = ['def_device', 'QUICK', 'pick_device', 'to_device', 'to_cpu', 'set_seed', 'env_flag', 'run_info', 'to_hwc',
-           'show_image', 'subplots', 'get_grid', 'show_images']
+           'show_image', 'subplots', 'get_grid', 'show_images', 'moved']
 
 # %% ../nbs/00_core.ipynb #b68634eb
 def pick_device() -> torch.device:
@@ -115,3 +115,14 @@ def show_images(ims, nrows=None, ncols=None, titles=None, **kwargs):
     for i, (im, ax) in enumerate(zip(ims, axs)):
         show_image(im, ax=ax, title=None if titles is None else titles[i])
     return axs
+
+# %% ../nbs/00_core.ipynb #f0cbdc11
+def moved(module, names):
+    """A module `__getattr__` for the names that moved out of `module` (`names`: name -> new module): each still
+    imports from `module`, with a `DeprecationWarning` that says where it lives now."""
+    def __getattr__(name):
+        if name not in names: raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        warnings.warn(f"{module}.{name} has moved to {names[name]}.{name}: import it from there (the old import goes in the "
+                      "next release).", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(names[name]), name)
+    return __getattr__

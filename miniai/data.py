@@ -10,6 +10,7 @@ from operator import itemgetter
 from pathlib import Path
 from urllib.parse import urlparse
 import numpy as np, torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, default_collate
 from torchvision.transforms.functional import resized_crop
 import datasets
@@ -18,7 +19,8 @@ from .core import env_flag
 # %% auto #0
 __all__ = ['FASHION_CLASSES', 'IDX_DTYPES', 'SAMPLE_DIR', 'IDX_FILES', 'HUB_FASHION_MNIST', 'PHOTOS', 'collate_dict', 'inplace',
            'get_dls', 'DataLoaders', 'IDXError', 'read_idx', 'fashion_mnist_features', 'load_fashion_mnist_idx',
-           'hub_reachable', 'load_fashion_mnist', 'image_tensors', 'load_photo', 'photo_crops']
+           'hub_reachable', 'load_fashion_mnist', 'image_tensors', 'fashion_diffusion_tensors', 'load_photo',
+           'photo_crops']
 
 # %% ../nbs/01_data.ipynb #cab08004
 def collate_dict(ds):
@@ -138,6 +140,15 @@ def image_tensors(ds, image='image', label='label'):
     x = torch.from_numpy(np.stack([np.asarray(im) for im in ds[image]]))
     x = (x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)).float() / 255
     return x, torch.tensor(ds[label], dtype=torch.int64)
+
+# %% ../nbs/01_data.ipynb #47e556ac
+def fashion_diffusion_tensors(dsd):
+    "Train and test images of a Fashion-MNIST `DatasetDict` as 32x32 tensors in [-0.5, 0.5], with labels."
+    out = []
+    for split in ('train', 'test'):
+        x, y = image_tensors(dsd[split])
+        out += [F.pad(x, (2, 2, 2, 2)) - 0.5, y]
+    return out
 
 # %% ../nbs/01_data.ipynb #eaa54099
 PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'hubble_deep_field', 'immunohistochemistry', 'retina',

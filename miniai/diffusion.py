@@ -5,13 +5,21 @@
 # %% ../nbs/07_diffusion.ipynb #5083b892
 from __future__ import annotations
 import math
+from functools import partial
 import torch
+import torch.nn.functional as F
+from torch import optim
 from torch.utils.data import default_collate
 from fastprogress.fastprogress import progress_bar
+from fastcore.basics import listify
 from .core import def_device
+from .learner import Learner, DeviceCB, MetricsCB, ProgressCB
+from .callbacks import one_cycle, CheckpointCB
+from .accel import make_trainer
 
 # %% auto #0
-__all__ = ['T_MAX', 'abar', 'inv_abar', 'noisify', 'noisify_collate', 'ddim_step', 'guided_eps', 'sample', 'DiscreteDenoiser']
+__all__ = ['T_MAX', 'abar', 'inv_abar', 'noisify', 'noisify_collate', 'drop_cond', 'noisify_cond_collate', 'ddim_step',
+           'guided_eps', 'sample', 'DiscreteDenoiser', 'diffusion_learner']
 
 # %% ../nbs/07_diffusion.ipynb #6612e4b8
 def abar(t, shift=1.):
@@ -43,6 +51,18 @@ def noisify_collate(b, shift=1.):
     if isinstance(x0, (list, tuple)): x0 = x0[0]
     (x_t, t), eps = noisify(x0, shift=shift)
     return x_t, t, eps
+
+# %% ../nbs/07_diffusion.ipynb #10f8c4c7
+def drop_cond(c, p_uncond, null_class, generator=None):
+    "Replace each class in `c` by `null_class` with probability `p_uncond`."
+    drop = torch.rand(c.shape, device=c.device, generator=generator) < p_uncond
+    return torch.where(drop, torch.full_like(c, null_class), c)
+
+def noisify_cond_collate(b, p_uncond=0.1, null_class=10, shift=1.):
+    "Collate `(image, class)` items into a noised batch `(x_t, t, c, eps)`, the class dropped to `null_class` at rate `p_uncond`."
+    x0, c = default_collate(b)[:2]
+    (x_t, t), eps = noisify(x0, shift=shift)
+    return x_t, t, drop_cond(c, p_uncond, null_class), eps
 
 # %% ../nbs/07_diffusion.ipynb #c61a6524
 def ddim_step(x_t, eps, abar_t, abar_prev, eta=0., noise=None, clamp=None):
@@ -108,3 +128,14 @@ class DiscreteDenoiser(torch.nn.Module):
         logits = self.logp - (x_t[..., None] - a[..., None].sqrt() * self.values) ** 2 / (2 * (1 - a[..., None]))
         x0 = (logits.softmax(-1) * self.values).sum(-1)
         return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+
+# %% ../nbs/07_diffusion.ipynb #d99968d6
+def diffusion_learner(model, dls, lr, epochs, precision='auto', n_inp=2, checkpoint=None, resume=False, plot=False,
+                      cbs=(), opt_func=partial(optim.AdamW, eps=1e-5)):
+    """A `Learner` training the noise predictor `model` on the noised batches of `dls` (`n_inp=2` for `noisify_collate`, 3
+    for `noisify_cond_collate`): MSE on the noise, `opt_func`, one-cycle to `lr` over `epochs` (pass the same number to
+    `fit`), `precision` as in `make_trainer`; metrics and progress bars (with a live loss plot if `plot`), a checkpoint
+    at `checkpoint` after every epoch (continued from if `resume`), and any other `cbs` (one or a list)."""
+    cbs = [make_trainer(precision, n_inp), DeviceCB(), MetricsCB(), ProgressCB(plot=plot), one_cycle(lr, epochs, dls),
+           *([CheckpointCB(checkpoint, resume=resume)] if checkpoint else []), *listify(cbs)]
+    return Learner(model, dls, F.mse_loss, lr=lr, opt_func=opt_func, cbs=cbs)

@@ -7,64 +7,21 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 import torch
-from torch import nn, optim
+from torch import optim
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 from safetensors.torch import load_file
-from .core import def_device, set_seed
-from .data import load_fashion_mnist, image_tensors, get_dls, DataLoaders
-from .learner import Learner, Callback, TrainCB, DeviceCB, MetricsCB, ProgressCB
+from .core import def_device, set_seed, moved
+from .data import load_fashion_mnist, fashion_diffusion_tensors, get_dls, DataLoaders
+from .networks import fashion_resnet
+from .augment import shift_flip, AugmentCB
+from .learner import Learner, TrainCB, DeviceCB, MetricsCB, ProgressCB
 from torcheval.metrics import MulticlassAccuracy
 from .callbacks import one_cycle, init_weights
 
 # %% auto #0
-__all__ = ['EVALUATOR_PATH', 'fashion_diffusion_tensors', 'ResBlock', 'fashion_resnet', 'shift_flip', 'AugmentCB',
-           'train_fashion_evaluator', 'load_fashion_evaluator', 'psd_sqrt', 'fid_from_stats', 'feature_stats',
+__all__ = ['EVALUATOR_PATH', 'train_fashion_evaluator', 'load_fashion_evaluator', 'psd_sqrt', 'fid_from_stats', 'feature_stats',
            'kid_from_features', 'ImageEval']
-
-# %% ../nbs/06_fid.ipynb #47e556ac
-def fashion_diffusion_tensors(dsd):
-    "Train and test images of a Fashion-MNIST `DatasetDict` as 32x32 tensors in [-0.5, 0.5], with labels."
-    out = []
-    for split in ('train', 'test'):
-        x, y = image_tensors(dsd[split])
-        out += [F.pad(x, (2, 2, 2, 2)) - 0.5, y]
-    return out
-
-# %% ../nbs/06_fid.ipynb #c47ea4fc
-class ResBlock(nn.Module):
-    "Two 3x3 conv-BatchNorm layers with a shortcut (average-pooled and 1x1-projected where the shape changes)."
-    def __init__(self, ni, nf, stride=1):
-        super().__init__()
-        self.convs = nn.Sequential(nn.Conv2d(ni, nf, 3, stride, 1, bias=False), nn.BatchNorm2d(nf), nn.SiLU(),
-                                   nn.Conv2d(nf, nf, 3, 1, 1, bias=False), nn.BatchNorm2d(nf))
-        self.idconv = nn.Identity() if ni == nf else nn.Conv2d(ni, nf, 1, bias=False)
-        self.pool = nn.Identity() if stride == 1 else nn.AvgPool2d(2, ceil_mode=True)
-    def forward(self, x): return F.silu(self.convs(x) + self.idconv(self.pool(x)))
-
-def fashion_resnet(nfs=(16, 32, 64, 128), n_out=10):
-    "A small ResNet for 1x32x32 images; `model[:-1]` gives the pooled features."
-    stem = nn.Sequential(nn.Conv2d(1, nfs[0], 3, padding=1, bias=False), nn.BatchNorm2d(nfs[0]), nn.SiLU())
-    blocks = [ResBlock(ni, nf, stride=2) for ni, nf in zip(nfs, nfs[1:])]
-    return nn.Sequential(stem, *blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.1), nn.Linear(nfs[-1], n_out))
-
-# %% ../nbs/06_fid.ipynb #34d8f050
-def shift_flip(x, max_shift=2, generator=None):
-    "Shift each image by up to `max_shift` pixels (filling with the batch minimum, the background) and flip half horizontally."
-    n, _, h, w = x.shape
-    pad = F.pad(x, (max_shift,) * 4, value=x.min().item())
-    dy, dx = (torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator)).tolist()
-    out = torch.stack([pad[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
-    flip = torch.rand(n, generator=generator) < 0.5
-    out[flip] = out[flip].flip(-1)
-    return out
-
-class AugmentCB(Callback):
-    "Apply `tfm` to the inputs of each training batch."
-    order = -20  # before the batch moves to the device
-    def __init__(self, tfm): self.tfm = tfm
-    def before_batch(self, learn):
-        if learn.training: learn.batch = (self.tfm(learn.batch[0]), *learn.batch[1:])
 
 # %% ../nbs/06_fid.ipynb #2e36cd9e
 EVALUATOR_PATH = files('miniai') / 'assets' / 'fashion_evaluator.safetensors'
@@ -139,3 +96,6 @@ class ImageEval:
 
     def fid(self, x): return fid_from_stats(*feature_stats(self.features(x)), *self.ref_stats).item()
     def kid(self, x, **kwargs): return kid_from_features(self.features(x), self.ref_feats, **kwargs).item()
+
+# %% ../nbs/06_fid.ipynb #bf6aced3
+__getattr__ = moved('miniai.fid', {'ResBlock': 'miniai.networks'})  # old imports, for one release

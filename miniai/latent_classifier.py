@@ -4,20 +4,20 @@
 
 # %% ../nbs/12_latent_classifier.ipynb #363cea2a
 from __future__ import annotations
-import csv, os, warnings
+import csv, warnings
 from pathlib import Path
 import numpy as np, torch
-from torch import nn
 from torch.utils.data import Dataset, DataLoader
 from torchvision.io import encode_jpeg
 from fastprogress.fastprogress import progress_bar
 from .data import PHOTOS, photo_crops
-from .latents import list_images, load_image, latent_stats, ImageError
-from .unet import pre_conv
+from .files import atomic_write, list_images, load_image, ImageError
+from .latents import latent_stats
+from .core import moved
 
 # %% auto #0
 __all__ = ['CLS_LOC', 'VAL_SOLUTION', 'standin_imagenet', 'read_val_solution', 'class_names', 'file_labels', 'encode_folder',
-           'cache_imagenet', 'LatentFiles', 'sample_stats', 'RandErase', 'PreActBlock', 'LatentResNet']
+           'cache_imagenet', 'LatentFiles', 'sample_stats']
 
 # %% ../nbs/12_latent_classifier.ipynb #0a6caf3d
 CLS_LOC = Path('ILSVRC/Data/CLS-LOC')
@@ -79,11 +79,6 @@ class _Decode(Dataset):
             if self.on_error == 'raise': raise
             return torch.zeros(3, self.size, self.size), i, False
 
-def _save_npy(path, a):
-    tmp = path.with_name(path.name + '.tmp')
-    with open(tmp, 'wb') as f: np.save(f, a)
-    os.replace(tmp, path)
-
 @torch.no_grad()
 def encode_folder(src, dst, vae, size=256, bs=64, workers=4, dtype=np.float16, on_error='raise', progress=True):
     """Encode each image under `src` (shorter side resized to `size`, centre-cropped to a square, scaled to [-1, 1]) with
@@ -102,7 +97,10 @@ def encode_folder(src, dst, vae, size=256, bs=64, workers=4, dtype=np.float16, o
         bad += [todo[i] for i in idx[~ok].tolist()]
         if not ok.any(): continue
         z = vae.encode(xb[ok].to(device) * 2 - 1).latent_dist.mean.float().cpu().numpy().astype(dtype)
-        for i, zi in zip(idx[ok].tolist(), z): _save_npy(outs[todo[i]], zi)
+        for i, zi in zip(idx[ok].tolist(), z):
+            # renamed into place, so a kill never leaves a half file; not synced one by one: the old cost of a
+            # million small files, and only a power cut could still leave one short
+            with atomic_write(outs[todo[i]], sync=False) as f: np.save(f, zi)
     if bad: warnings.warn(f"skipped {len(bad)} undecodable image(s): {', '.join(map(str, bad))}")
     return len(todo) - len(bad)
 
@@ -130,48 +128,5 @@ def sample_stats(files, n=1000, seed=0):
     idx = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))[:n].tolist()
     return latent_stats(np.stack([np.load(files[i]) for i in idx]))
 
-# %% ../nbs/12_latent_classifier.ipynb #d2cf3a74
-class RandErase(nn.Module):
-    """Replace a random rectangle (each side up to `max_frac` of the image's) of each item of a batch, with probability `p`,
-    by Gaussian noise with the batch's mean and std."""
-    def __init__(self, p=0.5, max_frac=0.5): super().__init__(); self.p, self.max_frac = p, max_frac
-    def forward(self, x):
-        n, _, h, w = x.shape
-        def span(side):
-            size = (torch.rand(n, device=x.device) * self.max_frac * side).long() + 1
-            start = (torch.rand(n, device=x.device) * (side - size + 1)).long()
-            pos = torch.arange(side, device=x.device)
-            return (pos >= start[:, None]) & (pos < (start + size)[:, None])
-        mask = span(h)[:, :, None] & span(w)[:, None, :] & (torch.rand(n, device=x.device) < self.p)[:, None, None]
-        noise = torch.randn_like(x) * x.float().std().to(x.dtype) + x.float().mean().to(x.dtype)
-        return torch.where(mask[:, None], noise, x)
-
-# %% ../nbs/12_latent_classifier.ipynb #b50190d6
-class PreActBlock(nn.Module):
-    "Two pre-activation 3x3 convolutions and a shortcut (average-pooled and 1x1-projected where the shape changes)."
-    def __init__(self, ni, nf, stride=1, act=nn.SiLU):
-        super().__init__()
-        self.convs = nn.Sequential(pre_conv(ni, nf, stride=stride, act=act, norm=nn.BatchNorm2d, bias=False),
-                                   pre_conv(nf, nf, act=act, norm=nn.BatchNorm2d, bias=False))
-        self.idconv = nn.Identity() if ni == nf else nn.Conv2d(ni, nf, 1, bias=False)
-        self.pool = nn.Identity() if stride == 1 else nn.AvgPool2d(2, ceil_mode=True)
-    def forward(self, x): return self.convs(x) + self.idconv(self.pool(x))
-
-class LatentResNet(nn.Module):
-    """A pre-activation ResNet for latents (`n_in` channels): a 5x5 stem to `nfs[0]` channels, then one stage per later
-    entry of `nfs` with the matching number of `blocks`, each halving the size; `head` pools, drops out and classifies."""
-    def __init__(self, n_in=4, n_out=1000, nfs=(32, 128, 256, 512, 1024), blocks=(1, 2, 4, 3), drop=0.2, act=nn.SiLU):
-        super().__init__()
-        if len(blocks) != len(nfs) - 1: raise ValueError(f"blocks={blocks}: need one count per stage, {len(nfs) - 1} for nfs={nfs}.")
-        self.stem = nn.Conv2d(n_in, nfs[0], 5, padding=2)
-        self.stages = nn.ModuleList(nn.Sequential(*[PreActBlock(ni if j == 0 else nf, nf, 2 if j == 0 else 1, act) for j in range(nb)])
-                                    for ni, nf, nb in zip(nfs, nfs[1:], blocks))
-        self.head = nn.Sequential(nn.BatchNorm2d(nfs[-1]), act(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(drop),
-                                  nn.Linear(nfs[-1], n_out))
-    def body(self):
-        "The network without its head (sharing its weights): latents to feature maps (batch, nfs[-1], h / 2**stages, ...)."
-        return nn.Sequential(self.stem, *self.stages)
-    def forward(self, x):
-        x = self.stem(x)
-        for s in self.stages: x = s(x)
-        return self.head(x)
+# %% ../nbs/12_latent_classifier.ipynb #ff1f99d8
+__getattr__ = moved('miniai.latent_classifier', {'RandErase': 'miniai.augment', 'PreActBlock': 'miniai.networks', 'LatentResNet': 'miniai.networks'})  # old imports, for one release

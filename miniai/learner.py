@@ -15,12 +15,12 @@ with warnings.catch_warnings():  # torcheval scripts a few functions with torch.
     from torcheval.metrics import Mean
 from fastprogress.fastprogress import master_bar, progress_bar
 from fastcore.basics import listify
-from .core import def_device, to_device
+from .core import def_device, to_device, moved
 
 # %% auto #0
 __all__ = ['TRAIN_STEPS', 'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'Callback', 'with_cbs', 'TrainCB',
-           'Learner', 'DeviceCB', 'SingleBatchCB', 'MetricsCB', 'ProgressCB', 'conv', 'cnn_classifier', 'Summary',
-           'summary', 'LRFinderCB', 'lr_find']
+           'Learner', 'DeviceCB', 'SingleBatchCB', 'MetricsCB', 'ProgressCB', 'Summary', 'summary', 'LRFinderCB',
+           'lr_find']
 
 # %% ../nbs/02_learner.ipynb #2195d332
 class CancelFitException(Exception): "Raise in a callback to end `fit` cleanly."
@@ -195,20 +195,6 @@ class ProgressCB(Callback):
                                 [[n * (i + 1) for i in range(len(self.val_losses))], self.val_losses]])
         self.shown = time.perf_counter()
 
-# %% ../nbs/02_learner.ipynb #483af2f8
-def conv(ni, nf, ks=3, stride=2, act=nn.ReLU, norm=None, bias=None):
-    "A convolution keeping the size (stride 1) or halving it (stride 2), then optional norm and activation."
-    if bias is None: bias = not isinstance(norm, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d))
-    layers = [nn.Conv2d(ni, nf, kernel_size=ks, stride=stride, padding=ks // 2, bias=bias)]
-    if norm: layers.append(norm(nf))
-    if act: layers.append(act())
-    return nn.Sequential(*layers)
-
-def cnn_classifier(nfs=(8, 16, 32, 64), n_in=1, n_out=10, norm=nn.BatchNorm2d, act=nn.ReLU):
-    "Stride-2 convolutions through `nfs` channels, global average pooling and a linear head."
-    layers = [conv(ni, nf, act=act, norm=norm) for ni, nf in zip((n_in, *nfs), nfs)]
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(nfs[-1], n_out))
-
 # %% ../nbs/02_learner.ipynb #330e4eee
 class Summary:
     "A table of modules (name, input and output shapes, parameters, MFLOPs per item) shown as markdown."
@@ -277,3 +263,6 @@ def lr_find(learn, start_lr=1e-5, gamma=1.3, max_mult=3, max_epochs=10, plot=Tru
     return finder
 
 Learner.lr_find = lr_find
+
+# %% ../nbs/02_learner.ipynb #87260936
+__getattr__ = moved('miniai.learner', {'conv': 'miniai.networks', 'cnn_classifier': 'miniai.networks'})  # old imports, for one release

@@ -7,7 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .unet import SelfAttention, pre_conv, zero_init, emb_layers, embed, down_path, up_path
+from .networks import pre_conv
+from .unet import SelfAttention, zero_init, emb_layers, embed, down_path, up_path
 
 # %% auto #0
 __all__ = ['LearnEmbSS', 'EmbTransformerBlk', 'SimpleDiffusion']

@@ -8,10 +8,11 @@ import math
 import torch
 from torch import nn
 import torch.nn.functional as F
+from .networks import pre_conv
 
 # %% auto #0
-__all__ = ['timestep_embedding', 'pre_conv', 'zero_init', 'SelfAttention', 'SelfAttention2D', 'EmbResBlock', 'DownBlock',
-           'upsample', 'UpBlock', 'emb_layers', 'embed', 'down_path', 'up_path', 'EmbUNetModel']
+__all__ = ['timestep_embedding', 'zero_init', 'SelfAttention', 'SelfAttention2D', 'EmbResBlock', 'DownBlock', 'upsample',
+           'UpBlock', 'emb_layers', 'embed', 'down_path', 'up_path', 'EmbUNetModel']
 
 # %% ../nbs/08_unet.ipynb #5e542a3f
 def timestep_embedding(t, emb_dim, max_period=10_000, scale=1_000):
@@ -21,14 +22,6 @@ def timestep_embedding(t, emb_dim, max_period=10_000, scale=1_000):
     return torch.cat([emb.sin(), emb.cos()], dim=-1)
 
 # %% ../nbs/08_unet.ipynb #14d15d4a
-def pre_conv(ni, nf, ks=3, stride=1, act=nn.SiLU, norm=None, bias=True):
-    "Norm, activation, then a convolution (pre-activation order)."
-    layers = nn.Sequential()
-    if norm: layers.append(norm(ni))
-    if act: layers.append(act())
-    layers.append(nn.Conv2d(ni, nf, ks, stride=stride, padding=ks // 2, bias=bias))
-    return layers
-
 def zero_init(m):
     "Set a layer's weights and bias to zero, so that a residual branch starts as nothing."
     nn.init.zeros_(m.weight)

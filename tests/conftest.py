@@ -1,6 +1,7 @@
 import pytest, torch
 from torch.utils.data import DataLoader, TensorDataset
-from miniai.data import DataLoaders
+from torchvision.io import encode_jpeg
+from miniai.data import DataLoaders, photo_crops
 
 
 @pytest.fixture
@@ -28,3 +29,14 @@ def vae(vae_dir):
     "The VAE in `vae_dir`, loaded in eval mode without gradients (its name is the folder, as in a subprocess)."
     from diffusers import AutoencoderKL
     return AutoencoderKL.from_pretrained(vae_dir).eval().requires_grad_(False)
+
+
+@pytest.fixture(scope='session')
+def folder(tmp_path_factory):
+    "A folder of 40 JPEG photo crops (32x32) in three subfolders."
+    d = tmp_path_factory.mktemp('imgs')
+    crops, _ = photo_crops(40, size=32, seed=0)
+    for i, im in enumerate(crops):
+        (d / f'sub{i % 3}').mkdir(exist_ok=True)
+        (d / f'sub{i % 3}' / f'{i:03d}.jpg').write_bytes(encode_jpeg(im, quality=90).numpy().tobytes())
+    return d

@@ -1,4 +1,4 @@
-import json, os, subprocess, sys, warnings, torch
+import json, os, subprocess, sys, warnings, pytest, torch
 from pathlib import Path
 from torch import nn
 import torch.nn.functional as F
@@ -91,3 +91,14 @@ def test_two_processes(tmp_path):
     assert ranks[0]['weight'] == ranks[1]['weight']
     single = train_single(tmp_path)
     torch.testing.assert_close(torch.tensor(ranks[0]['weight']), single.weight.detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_make_trainer_by_name():
+    from miniai.accel import make_trainer
+    assert type(make_trainer('fp32', 3)) is TrainCB and make_trainer('fp32', 3).n_inp == 3
+    bf16 = make_trainer('bf16', 2)
+    assert isinstance(bf16, MixedPrecision) and bf16.dtype == torch.bfloat16 and bf16.n_inp == 2
+    auto = make_trainer('auto', device='cpu')  # 16-bit only where this CPU multiplies it natively
+    assert (auto.dtype if isinstance(auto, MixedPrecision) else None) == native_amp_dtype('cpu')
+    with pytest.raises(ValueError, match='needs a CUDA GPU'): make_trainer('fp16', device='cpu')
+    with pytest.raises(ValueError, match="precision='half'"): make_trainer('half')

@@ -33,7 +33,7 @@ def fashion_folder(path, n=48):
     "A folder of `n` Fashion-MNIST images as 32x32 PNGs."
     from torchvision.utils import save_image
     from miniai.data import load_fashion_mnist
-    from miniai.fid import fashion_diffusion_tensors
+    from miniai.data import fashion_diffusion_tensors
     path.mkdir()
     for i, im in enumerate(fashion_diffusion_tensors(load_fashion_mnist(verbose=False))[0][:n]):
         save_image(im + 0.5, path / f'{i:03d}.png')

@@ -88,3 +88,41 @@ def test_sampler_calls_model_with_batch_times_and_is_seeded():
     assert torch.equal(out1, out2)
     x, traj = sample(Spy(), (3, 1, 2, 2), steps=5, return_traj=True, device='cpu')
     assert len(traj) == 5 and torch.equal(traj[-1], x)
+
+
+def test_diffusion_learner_trains_as_the_hand_built_learner(tmp_path):
+    "The factory's Learner gives, step for step, the losses of the Learner the lessons used to assemble by hand."
+    from functools import partial
+    import torch.nn.functional as F
+    from torch import optim
+    from torch.utils.data import DataLoader, TensorDataset
+    from miniai.data import DataLoaders
+    from miniai.learner import Learner, TrainCB, DeviceCB, MetricsCB, Callback
+    from miniai.callbacks import one_cycle
+    from miniai.unet import EmbUNetModel
+    from miniai.diffusion import diffusion_learner
+
+    class Losses(Callback):
+        order = 100
+        def __init__(self): self.losses = []
+        def after_loss(self, learn): self.losses.append(learn.loss.item())
+
+    x = torch.rand(64, 1, 16, 16, generator=torch.Generator().manual_seed(0)) - 0.5
+    dls = DataLoaders(DataLoader(TensorDataset(x[:48]), 16, shuffle=True, collate_fn=noisify_collate),
+                      DataLoader(TensorDataset(x[48:]), 16, collate_fn=noisify_collate))
+    model = lambda: EmbUNetModel(1, 1, nfs=(8, 16), attn_chans=0)
+    runs = []
+    for make in ('hand', 'factory'):
+        torch.manual_seed(0)
+        rec = Losses()
+        if make == 'hand':
+            learn = Learner(model(), dls, F.mse_loss, lr=1e-2, opt_func=partial(optim.AdamW, eps=1e-5),
+                            cbs=[TrainCB(n_inp=2), DeviceCB(), MetricsCB(), one_cycle(1e-2, 2, dls), rec])
+        else:
+            learn = diffusion_learner(model(), dls, 1e-2, 2, precision='fp32', checkpoint=tmp_path / 'ck.pt', cbs=rec)
+        learn.fit(2)
+        runs.append(rec.losses)
+    assert len(runs[0]) == 2 * (3 + 1) and runs[0] == runs[1]
+    assert torch.load(tmp_path / 'ck.pt', weights_only=True)['epoch'] == 1
+    names = [type(cb).__name__ for cb in diffusion_learner(model(), dls, 1e-2, 2, precision='fp32', n_inp=3).cbs]
+    assert names[:5] == ['TrainCB', 'DeviceCB', 'MetricsCB', 'ProgressCB', 'BatchSchedCB'] and 'CheckpointCB' not in names

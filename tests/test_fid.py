@@ -1,6 +1,6 @@
 import numpy as np, pytest, scipy.linalg, torch
-from miniai.fid import (ImageEval, fid_from_stats, feature_stats, kid_from_features, psd_sqrt, load_fashion_evaluator,
-                        shift_flip, fashion_diffusion_tensors)
+from miniai.fid import (ImageEval, fid_from_stats, feature_stats, kid_from_features, psd_sqrt, load_fashion_evaluator)
+from miniai.data import fashion_diffusion_tensors
 from miniai.data import load_fashion_mnist_idx, SAMPLE_DIR
 
 
@@ -58,9 +58,3 @@ def test_evaluator_fid_orders_damage():
 
 def test_missing_weights_named(tmp_path):
     with pytest.raises(FileNotFoundError, match='nothing.safetensors'): load_fashion_evaluator(tmp_path / 'nothing.safetensors')
-
-
-def test_shift_flip_shapes():
-    x = torch.rand(5, 1, 8, 8)
-    y = shift_flip(x, generator=torch.Generator().manual_seed(0))
-    assert y.shape == x.shape and y.dtype == x.dtype

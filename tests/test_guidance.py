@@ -2,7 +2,7 @@ import pytest, torch
 from miniai.unet import EmbUNetModel
 from miniai.simple_diffusion import SimpleDiffusion
 from miniai.diffusion import guided_eps, sample
-from miniai.guidance import drop_cond, noisify_cond_collate
+from miniai.diffusion import drop_cond, noisify_cond_collate
 
 
 def trained_like(model):

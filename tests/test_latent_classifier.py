@@ -2,8 +2,8 @@ import subprocess, sys, time
 import numpy as np, pytest, torch
 import torchvision.transforms as T
 from miniai.data import PHOTOS
-from miniai.latents import list_images
-from miniai.latent_classifier import (CLS_LOC, VAL_SOLUTION, LatentFiles, LatentResNet, RandErase, class_names,
+from miniai.files import list_images
+from miniai.latent_classifier import (CLS_LOC, VAL_SOLUTION, LatentFiles, class_names,
                                       encode_folder, file_labels, read_val_solution, sample_stats, standin_imagenet)
 
 NAMES = PHOTOS[:3]
@@ -94,30 +94,3 @@ def test_normalisation_gives_zero_mean_unit_std(tmp_path):
     assert x.dtype == torch.float32
     torch.testing.assert_close(x.mean((0, 2, 3)), torch.zeros(4), atol=0.03, rtol=0)
     torch.testing.assert_close(x.std((0, 2, 3)), torch.ones(4), atol=0.03, rtol=0)
-
-
-@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
-def test_augmentation_keeps_shape_and_dtype(dtype):
-    torch.manual_seed(0)
-    x = torch.randn(16, 4, 32, 32).to(dtype)
-    crop = T.RandomCrop(32, padding=4)
-    xc = torch.stack([crop(xi) for xi in x])
-    assert (xc.shape, xc.dtype) == (x.shape, dtype)
-    xe = RandErase(p=1., max_frac=0.5)(x)
-    assert (xe.shape, xe.dtype) == (x.shape, dtype)
-    changed = (xe != x).flatten(2).any(1)  # (item, position): was this position erased
-    assert changed.any(1).all()  # every item has a rectangle, of at most half of each side
-    assert (changed.sum(1) <= 16 * 16).all()
-    assert (RandErase(p=0.)(x) == x).all()
-
-
-def test_backbone_feature_maps():
-    m = LatentResNet(n_out=10, nfs=(8, 16, 32, 64, 128), blocks=(1, 2, 1, 1)).eval()
-    x = torch.randn(3, 4, 32, 32)
-    feats = m.body()(x)
-    assert feats.shape == (3, 128, 2, 2)
-    assert m(x).shape == (3, 10)
-    torch.testing.assert_close(m.head(feats), m(x))  # the head on the body's output is the whole model
-    assert all(a is b for a, b in zip(m.body().parameters(), list(m.stem.parameters()) + list(m.stages.parameters())))
-    assert LatentResNet(nfs=(8, 16, 32), blocks=(1, 1)).body()(x).shape == (3, 32, 8, 8)
-    with pytest.raises(ValueError, match='one count per stage'): LatentResNet(nfs=(8, 16, 32), blocks=(1, 2, 3))

@@ -1,0 +1,24 @@
+import pytest, torch
+import torchvision.transforms as T
+from miniai.augment import RandErase, shift_flip
+
+
+def test_shift_flip_shapes():
+    x = torch.rand(5, 1, 8, 8)
+    y = shift_flip(x, generator=torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and y.dtype == x.dtype
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_augmentation_keeps_shape_and_dtype(dtype):
+    torch.manual_seed(0)
+    x = torch.randn(16, 4, 32, 32).to(dtype)
+    crop = T.RandomCrop(32, padding=4)
+    xc = torch.stack([crop(xi) for xi in x])
+    assert (xc.shape, xc.dtype) == (x.shape, dtype)
+    xe = RandErase(p=1., max_frac=0.5)(x)
+    assert (xe.shape, xe.dtype) == (x.shape, dtype)
+    changed = (xe != x).flatten(2).any(1)  # (item, position): was this position erased
+    assert changed.any(1).all()  # every item has a rectangle, of at most half of each side
+    assert (changed.sum(1) <= 16 * 16).all()
+    assert (RandErase(p=0.)(x) == x).all()
