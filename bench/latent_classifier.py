@@ -11,7 +11,8 @@ import torch.nn.functional as F
 import torchvision.transforms as T
 from torch.utils.data import DataLoader
 from miniai.files import ImageFolder, list_images
-from miniai.latents import load_vae, small_vae, vae_name
+from miniai.autoencoder import load_vae
+from miniai.latents import small_vae, vae_name
 from miniai.networks import LatentResNet
 from miniai.latent_classifier import CLS_LOC, LatentFiles, encode_folder, standin_imagenet
 

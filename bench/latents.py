@@ -15,7 +15,8 @@ from torchvision.io import decode_jpeg, encode_jpeg, read_file, ImageReadMode
 from miniai.data import photo_crops
 from miniai.diffusion import noisify_collate
 from miniai.files import ImageFolder
-from miniai.latents import small_vae, cache_latents, load_vae
+from miniai.autoencoder import load_vae
+from miniai.latents import small_vae, cache_latents
 from miniai.simple_diffusion import SimpleDiffusion
 
 

@@ -12,23 +12,10 @@ from .core import def_device, moved
 from .files import download, extract_tar, write_json
 
 # %% auto #0
-__all__ = ['SD_VAE', 'LSUN_BEDROOMS', 'load_vae', 'small_vae', 'train_small_vae', 'decode_latents', 'source_id', 'vae_name',
-           'cache_latents', 'latent_stats', 'lsun_bedrooms']
+__all__ = ['LSUN_BEDROOMS', 'small_vae', 'train_small_vae', 'decode_latents', 'source_id', 'vae_name', 'cache_latents',
+           'latent_stats', 'lsun_bedrooms']
 
 # %% ../nbs/10_latents.ipynb #994f1127
-SD_VAE = 'stabilityai/sd-vae-ft-ema'
-
-def load_vae(name=SD_VAE, device=def_device):
-    "The pretrained `AutoencoderKL` `name` (Hub id or local folder), eval mode, no gradients; None if it cannot be had."
-    from diffusers import AutoencoderKL
-    from miniai.data import hub_reachable
-    offline = not Path(name).exists() and not hub_reachable()
-    try: vae = AutoencoderKL.from_pretrained(name, local_files_only=offline)
-    except (OSError, ValueError) as e:
-        print(f"{name}: not available{' offline' if offline else ''} ({type(e).__name__})")
-        return None
-    return vae.requires_grad_(False).eval().to(device)
-
 def small_vae():
     "An untrained `AutoencoderKL` like SD's (4 levels, 4 latent channels, sides divided by 8), small enough to train on a CPU."
     from diffusers import AutoencoderKL
@@ -141,5 +128,6 @@ def lsun_bedrooms(root='~/.cache/miniai'):
     return root / 'bedroom'
 
 # %% ../nbs/10_latents.ipynb #914a471c
-__getattr__ = moved('miniai.latents', dict.fromkeys(  # old imports, for one release
-    ('IMAGE_EXTS', 'FILE_LIST', 'list_images', 'ImageError', 'load_image', 'ImageFolder'), 'miniai.files'))
+__getattr__ = moved('miniai.latents', {  # old imports, for one release
+    **dict.fromkeys(('IMAGE_EXTS', 'FILE_LIST', 'list_images', 'ImageError', 'load_image', 'ImageFolder'), 'miniai.files'),
+    **dict.fromkeys(('SD_VAE', 'load_vae'), 'miniai.autoencoder')})
