@@ -10,11 +10,21 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms as T
 from torch.utils.data import DataLoader
+from torchvision.io import encode_jpeg
+from miniai.data import PHOTOS, photo_crops
 from miniai.files import ImageFolder, list_images
 from miniai.autoencoder import load_vae
 from miniai.latents import small_vae, vae_name
 from miniai.networks import LatentResNet
-from miniai.latent_classifier import CLS_LOC, LatentFiles, encode_folder, standin_imagenet
+from miniai.latent_classifier import CLS_LOC, LatentFiles, encode_folder
+
+
+def photo_tree(folder, n, size=256):
+    "`n` JPEG crops of scikit-image's photos at `size`, one class folder per photo: ImageNet-sized images to decode."
+    crops, labels = photo_crops(n, size)
+    for i, (im, k) in enumerate(zip(crops, labels.tolist())):
+        (folder / PHOTOS[k]).mkdir(parents=True, exist_ok=True)
+        (folder / PHOTOS[k] / f'{i}.JPEG').write_bytes(encode_jpeg(im, quality=90).numpy().tobytes())
 
 
 def timed_steps(dl, model, opt, steps, encode=None):
@@ -35,7 +45,7 @@ def timed_steps(dl, model, opt, steps, encode=None):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--n', type=int, default=512, help='256x256 stand-in images (a multiple of 8, at least bs * (steps + 1))')
+    p.add_argument('--n', type=int, default=512, help='256x256 photo crops to encode (at least bs * (steps + 1))')
     p.add_argument('--bs', type=int, default=64)
     p.add_argument('--steps', type=int, default=6, help='timed steps of each kind, after one warm-up step')
     p.add_argument('--workers', type=int, default=1, help='DataLoader worker processes')
@@ -44,7 +54,7 @@ def main():
     if a.n < a.bs * (a.steps + 1): p.error(f'--n {a.n}: need at least bs * (steps + 1) = {a.bs * (a.steps + 1)} images')
     torch.manual_seed(0)
     tmp = Path(tempfile.mkdtemp())
-    standin_imagenet(tmp, n_train=a.n // 8, n_valid=0, size=256)
+    photo_tree(tmp / CLS_LOC / 'train', a.n)
     vae = load_vae()
     vae_desc = vae_name(vae) if vae is not None else 'small_vae() (untrained: same cost as trained)'
     vae = vae or small_vae().eval().requires_grad_(False)

@@ -1,31 +1,31 @@
 import subprocess, sys, time
 import numpy as np, pytest, torch
 import torchvision.transforms as T
-from miniai.data import PHOTOS
+from miniai.data import SAMPLE_DIR, load_fashion_mnist_idx
 from miniai.files import list_images
 from miniai.latent_classifier import (CLS_LOC, VAL_SOLUTION, LatentFiles, class_names,
-                                      encode_folder, file_labels, read_val_solution, sample_stats, standin_imagenet)
-
-NAMES = PHOTOS[:3]
+                                      encode_folder, file_labels, read_val_solution, sample_stats, fashion_imagenet,
+                                      FASHION_WNIDS)
 
 
 @pytest.fixture(scope='module')
 def tree(tmp_path_factory):
-    return standin_imagenet(tmp_path_factory.mktemp('imagenet'), n_train=6, n_valid=3, size=64, names=NAMES)
+    return fashion_imagenet(tmp_path_factory.mktemp('imagenet'), n_train=18, n_valid=9, data=SAMPLE_DIR)
 
 
 def test_labels_from_folders_and_solution_file(tree):
     classes = class_names(tree / CLS_LOC / 'train')
-    assert classes == sorted(NAMES)
+    assert set(classes) <= set(FASHION_WNIDS) and classes == sorted(classes)
     train = list_images(tree / CLS_LOC / 'train')
-    assert file_labels(train, classes).tolist() == [classes.index(f.parent.name) for f in train]
+    assert len(train) == 18 and file_labels(train, classes).tolist() == [classes.index(f.parent.name) for f in train]
     val = list_images(tree / CLS_LOC / 'val')
     solution = read_val_solution(tree / VAL_SOLUTION)
-    assert len(solution) == 9 and set(solution.values()) == set(NAMES)
-    # stand-in validation ids are val_KK..., KK the photo's index in NAMES
-    assert file_labels(val, classes, solution).tolist() == [classes.index(NAMES[int(f.stem[4:6])]) for f in val]
-    with pytest.raises(KeyError, match='val_00'): file_labels(val, classes)  # no solution file: the file is named
-    with pytest.raises(KeyError, match="'retina' is not one"): file_labels(val, classes, {f.stem: 'retina' for f in val})
+    yv = load_fashion_mnist_idx(SAMPLE_DIR)['test']['label'][:9]
+    assert len(solution) == 9 and [solution[f.stem] for f in val] == [FASHION_WNIDS[y] for y in yv]
+    index = {c: i for i, c in enumerate(FASHION_WNIDS)}
+    assert file_labels(val, list(FASHION_WNIDS), solution).tolist() == [index[solution[f.stem]] for f in val]
+    with pytest.raises(KeyError, match='val_00000000'): file_labels(val, classes)  # no solution file: the file is named
+    with pytest.raises(KeyError, match="'n99999999' is not one"): file_labels(val, classes, {f.stem: 'n99999999' for f in val})
     with pytest.raises(FileNotFoundError, match='no class folders'): class_names(tree / CLS_LOC / 'val')
 
 
@@ -70,12 +70,12 @@ def test_encode_folder_resumes_after_a_kill(tree, vae_dir, vae, tmp_path):
 def test_encode_folder_bad_image(tree, vae, tmp_path):
     src = tmp_path / 'src'
     (src / 'a').mkdir(parents=True)
-    good = next((tree / CLS_LOC / 'train').rglob('*.JPEG'))
-    (src / 'a' / 'good.JPEG').write_bytes(good.read_bytes())
-    (src / 'a' / 'bad.JPEG').write_bytes(good.read_bytes()[:100])
-    with pytest.raises(Exception, match='bad.JPEG'):
+    good = next((tree / CLS_LOC / 'train').rglob('*.png'))
+    (src / 'a' / 'good.png').write_bytes(good.read_bytes())
+    (src / 'a' / 'bad.png').write_bytes(good.read_bytes()[:100])
+    with pytest.raises(Exception, match='bad.png'):
         encode_folder(src, tmp_path / 'raise', vae, size=64, workers=0, progress=False)
-    with pytest.warns(UserWarning, match=r'skipped 1 .*bad.JPEG'):
+    with pytest.warns(UserWarning, match=r'skipped 1 .*bad.png'):
         assert encode_folder(src, tmp_path / 'skip', vae, size=64, workers=0, on_error='skip', progress=False) == 1
     assert [f.name for f in (tmp_path / 'skip' / 'a').iterdir()] == ['good.npy']
 
