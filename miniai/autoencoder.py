@@ -71,7 +71,7 @@ def adaptive_weight(rec_loss, g_loss, last_layer, max_weight=1e4):
 class AutoencoderTrainCB(TrainCB):
     """The trainer of an SD-style autoencoder: L1 reconstruction + `perc_weight` x `perceptual` + `kl_weight` x KL (per
     pixel), and from step `disc_start` the adversarial loss of `disc` at the adaptive weight x `disc_weight`; `disc` is
-    trained with the hinge loss by its own Adam (`disc_lr`, default the Learner's). Each step's losses go to `log`."""
+    trained with the hinge loss by its own Adam (`disc_lr`, default the Learner's). Each step's losses (0-d tensors) go to `log`."""
     def __init__(self, perceptual=None, disc=None, kl_weight=1e-6, perc_weight=1., disc_weight=0.1, disc_start=0, disc_lr=None):
         super().__init__(n_inp=1)
         self.perceptual, self.disc, self.kl_weight, self.perc_weight = perceptual, disc, kl_weight, perc_weight
@@ -120,12 +120,12 @@ class AutoencoderTrainCB(TrainCB):
             d_loss.backward()
             self.disc_opt.step()
             self.parts['d'] = d_loss
-        self.log.append({k: v.item() for k, v in self.parts.items()})
+        self.log.append({k: v.detach() for k, v in self.parts.items()})  # tensors: no device sync in the training step
         self.n_steps += 1
 
     def state_dict(self):
-        return {'n_steps': self.n_steps, 'log': self.log, 'disc': self.disc and self.disc.state_dict(),
-                'disc_opt': self.disc_opt and self.disc_opt.state_dict()}
+        disc = {} if self.disc is None else {'disc': self.disc.state_dict(), 'disc_opt': self.disc_opt.state_dict()}
+        return {'n_steps': self.n_steps, 'log': self.log, **disc}
     def load_state_dict(self, sd):
         self.n_steps, self.log = sd['n_steps'], sd['log']
         if self.disc is not None: self.disc.load_state_dict(sd['disc']); self.disc_opt.load_state_dict(sd['disc_opt'])
