@@ -14,9 +14,10 @@ from torchvision.io import encode_jpeg
 from miniai.data import PHOTOS, photo_crops
 from miniai.files import ImageFolder, list_images
 from miniai.autoencoder import load_vae
-from miniai.latents import small_vae, vae_name
+from miniai.latents import vae_name
 from miniai.networks import LatentResNet
 from miniai.latent_classifier import CLS_LOC, LatentFiles, encode_folder
+from stand_ins import UNTRAINED_VAE, untrained_vae
 
 
 def photo_tree(folder, n, size=256):
@@ -56,8 +57,8 @@ def main():
     tmp = Path(tempfile.mkdtemp())
     photo_tree(tmp / CLS_LOC / 'train', a.n)
     vae = load_vae()
-    vae_desc = vae_name(vae) if vae is not None else 'small_vae() (untrained: same cost as trained)'
-    vae = vae or small_vae().eval().requires_grad_(False)
+    vae_desc = vae_name(vae) if vae is not None else UNTRAINED_VAE
+    vae = vae or untrained_vae()
     src, dst = tmp / CLS_LOC / 'train', tmp / 'latents' / 'train'
     t = time.perf_counter()
     encode_folder(src, dst, vae, bs=32, workers=2, progress=False)

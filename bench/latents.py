@@ -16,8 +16,9 @@ from miniai.data import photo_crops
 from miniai.diffusion import noisify_collate
 from miniai.files import ImageFolder
 from miniai.autoencoder import load_vae
-from miniai.latents import small_vae, cache_latents
+from miniai.latents import cache_latents
 from miniai.simple_diffusion import SimpleDiffusion
+from stand_ins import UNTRAINED_VAE, untrained_vae
 
 
 def rss():
@@ -51,8 +52,9 @@ def main():
     res['decode_torchvision_img_s'] = len(files) / (time.perf_counter() - t)
     t = time.perf_counter(); [torch.from_numpy(np.asarray(Image.open(f).convert('RGB'))) for f in files]
     res['decode_pil_img_s'] = len(files) / (time.perf_counter() - t)
-    vae = load_vae() or small_vae().eval().requires_grad_(False)
-    res['vae'] = str(vae.config.get('_name_or_path') or 'small_vae() (untrained: same cost as trained)')
+    vae = load_vae()
+    res['vae'] = str(vae.config.get('_name_or_path')) if vae is not None else UNTRAINED_VAE
+    vae = vae or untrained_vae()
     t = time.perf_counter()
     cache_latents(DataLoader(ImageFolder(tmp / 'jpg', size=256), 32, num_workers=2), vae, tmp / 'enc.npy')
     res['encode_256px_img_s'] = len(files) / (time.perf_counter() - t)

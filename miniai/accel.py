@@ -16,7 +16,7 @@ __all__ = ['PRECISIONS', 'native_amp_dtype', 'MixedPrecision', 'make_trainer', '
 def native_amp_dtype(device) -> torch.dtype | None:
     "The 16-bit float `device` multiplies natively (bf16 preferred), or None where autocast would be slower than fp32."
     device = torch.device(device)
-    if device.type == 'cuda': return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == 'cuda': return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     if device.type == 'cpu':
         caps = torch.cpu.get_capabilities()
         return torch.bfloat16 if caps.get('amx_bf16') or caps.get('avx512_bf16') else None

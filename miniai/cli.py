@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, json, time
 from pathlib import Path
-import torch, matplotlib
+import numpy as np, torch, matplotlib
 import torch.nn.functional as F
 from torch import optim
 from torch.utils.data import TensorDataset, DataLoader
@@ -24,8 +24,8 @@ from .simple_diffusion import SimpleDiffusion
 from .fid import load_fashion_evaluator, ImageEval
 
 # %% auto #0
-__all__ = ['plot_history', 'classify', 'UsageError', 'read_image_folder', 'model_args', 'build_model', 'HistoryCB', 'train',
-           'load_run', 'generate', 'write_samples', 'fid', 'main']
+__all__ = ['plot_history', 'classify', 'UsageError', 'read_image_folder', 'model_args', 'build_model', 'HistoryCB', 'open_vae',
+           'encode', 'train', 'load_run', 'generate', 'write_samples', 'fid', 'main']
 
 # %% ../nbs/90_cli.ipynb #e82ec027
 def plot_history(history, path):
@@ -69,8 +69,12 @@ def read_image_folder(folder, size, channels):
     ds = ImageFolder(folder, size, channels=channels)
     return torch.stack([ds[i] for i in range(len(ds))]) - 0.5
 
-def model_args(model, channels, size, n_classes=None):
-    "The arguments of the `miniai train` model: `'unet'` (the U-Net notebook's) or `'simple'` (the simple-diffusion notebook's)."
+def model_args(model, channels, size, n_classes=None, space='pixel'):
+    """The arguments of the `miniai train` model: `'unet'` (the U-Net notebook's; in latent space, the latent-diffusion
+    notebook's) or `'simple'` (the simple-diffusion notebook's), for inputs of `channels` x `size` x `size`."""
+    if model == 'unet' and space == 'latent':
+        return dict(in_ch=channels, out_ch=channels, nfs=(32, 64, 128), num_layers=1, attn_chans=32, attn_start=1,
+                    n_classes=n_classes)
     if model == 'unet': return dict(in_ch=channels, out_ch=channels, nfs=(16, 32, 64, 64), num_layers=1, attn_chans=16,
                                     attn_start=2, n_classes=n_classes)
     return dict(in_ch=channels, out_ch=channels, nfs=(16, 32, 64), num_layers=1, attn_chans=16, n_mids=10, img_size=size,
@@ -91,17 +95,43 @@ class HistoryCB(Callback):
         write_json(self.path, history)
         plot_history(history, self.path.with_name('loss.png'))
 
+def open_vae(name):
+    "The autoencoder of a latent run: `load_vae(name)`, or a `UsageError` saying it cannot be loaded."
+    from miniai.autoencoder import load_vae
+    vae = load_vae(name)
+    if vae is None: raise UsageError(f"--vae {name}: cannot load this autoencoder. Give a folder saved with `save_pretrained`.")
+    return vae
+
+def encode(vae, x, path):
+    "Latents of images `x` in [-0.5, 0.5], cached at `path` (resumable), as a tensor."
+    from miniai.latents import cache_latents
+    if x.shape[1] != vae.config.in_channels: x = x.expand(-1, vae.config.in_channels, -1, -1)  # grey into an RGB VAE
+    return torch.from_numpy(np.array(cache_latents(DataLoader(TensorDataset(x + 0.5), 256), vae, path)))
+
 def train(out='runs/diffusion', data=None, model='unet', epochs=5, bs=64, lr=5e-3, precision='auto', seed=42,
-          size=32, channels=3, cond=False, resume=False):
+          size=32, channels=3, cond=False, resume=False, space='pixel', vae=None):
     """Train a diffusion model on the packaged Fashion-MNIST (`data=None`) or an image folder; write `config.json`,
     `checkpoint.pt` (every epoch), `history.json` and `loss.png` to `out`. `resume` continues an interrupted run in `out`
-    (same options), as if it had not stopped."""
+    (same options), as if it had not stopped. `space='latent'` trains on the latents of the autoencoder `vae` (default:
+    the shipped Fashion-MNIST one), cached in `out` and normalised per channel."""
+    from miniai.autoencoder import FASHION_VAE
     out = Path(out)
     if data is None: channels, size = 1, 32
+    if space == 'pixel' and vae is not None: raise UsageError("--vae is for latent runs: add --space latent.")
+    if space == 'latent':
+        vae = vae or FASHION_VAE
+        if Path(vae).exists(): vae = str(Path(vae).resolve())
+        ae = open_vae(vae)
+        f = 2 ** (len(ae.config.block_out_channels) - 1)
+        if size % f: raise UsageError(f"--size {size}: the autoencoder divides sides by {f}; pick a multiple of {f}.")
+        channels = ae.config.in_channels  # of the images it encodes and decodes
+        shape = (ae.config.latent_channels, size // f, size // f)
     if precision == 'fp16' and def_device.type != 'cuda': raise UsageError("--precision fp16 needs a CUDA GPU: use bf16 or auto.")
     if cond and data is not None: raise UsageError("--cond needs class labels: it works with the Fashion-MNIST data only.")
+    c, s = shape[:2] if space == 'latent' else (channels, size)
     cfg = dict(data=None if data is None else str(Path(data).resolve()), model=model, size=size, channels=channels, cond=cond,
-               epochs=epochs, bs=bs, lr=lr, seed=seed, model_args=model_args(model, channels, size, 10 if cond else None))
+               epochs=epochs, bs=bs, lr=lr, seed=seed, space=space, vae=vae,
+               model_args=model_args(model, c, s, 10 if cond else None, space))
     cfg = json.loads(json.dumps(cfg))  # as it reads back from config.json (tuples become lists)
     ck, cfg_path = out / 'checkpoint.pt', out / 'config.json'
     if resume:
@@ -114,18 +144,24 @@ def train(out='runs/diffusion', data=None, model='unet', epochs=5, bs=64, lr=5e-
     set_seed(seed)
     if data is None:
         xt, yt, xv, yv = fashion_diffusion_tensors(load_fashion_mnist())
-        train_ds, valid_ds = TensorDataset(xt, yt), TensorDataset(xv, yv)
     else:
         x = read_image_folder(data, size, channels)
         if len(x) < 2: raise UsageError(f"{data}: {len(x)} image; training needs at least 2 (one is kept for validation).")
         n_valid = max(1, len(x) // 10)
         x = x[torch.randperm(len(x))]
-        train_ds, valid_ds = TensorDataset(x[n_valid:]), TensorDataset(x[:n_valid])
+        xt, xv, yt, yv = x[n_valid:], x[:n_valid], None, None
         print(f"{data}: {len(x):,} images, {n_valid:,} kept for validation")
+    out.mkdir(parents=True, exist_ok=True)
+    if space == 'latent':  # encode once into the run folder, then train on the normalised latents
+        zt, zv = encode(ae, xt, out / 'latents_train.npy'), encode(ae, xv, out / 'latents_valid.npy')
+        mean, std = zt.mean((0, 2, 3), keepdim=True), zt.std((0, 2, 3), keepdim=True)
+        xt, xv = (zt - mean) / std, (zv - mean) / std
+        cfg['latent'] = dict(shape=list(shape), mean=mean.flatten().tolist(), std=std.flatten().tolist(),
+                             clamp=[xt.min().item(), xt.max().item()])  # sampling clamps x0 to the latents' range
+    train_ds, valid_ds = (TensorDataset(xt, yt), TensorDataset(xv, yv)) if yt is not None else (TensorDataset(xt), TensorDataset(xv))
     collate = noisify_cond_collate if cond else noisify_collate
     dls = DataLoaders(DataLoader(train_ds, bs, shuffle=True, drop_last=len(train_ds) >= bs, collate_fn=collate),
                       DataLoader(valid_ds, bs * 2, collate_fn=collate))
-    out.mkdir(parents=True, exist_ok=True)
     write_json(cfg_path, cfg)
     learn = diffusion_learner(build_model(cfg), dls, lr, epochs, precision, n_inp=3 if cond else 2, checkpoint=ck, resume=resume,
                               cbs=HistoryCB(out / 'history.json'))
@@ -158,9 +194,13 @@ def generate(run, n=64, steps=50, eta=1., seed=0, guidance=1., cls=None):
     if cfg['cond']:
         if cls is not None and not 0 <= cls < 10: raise UsageError(f"--class {cls}: pick a class from 0 to 9.")
         cond = torch.arange(n, device=def_device) % 10 if cls is None else torch.full((n,), cls, device=def_device)
-    c, s = cfg['channels'], cfg['size']
-    return sample(model, (n, c, s, s), steps=steps, eta=eta, clamp=(-0.5, 0.5), cond=cond, guidance_scale=guidance,
-                  generator=torch.Generator(def_device).manual_seed(seed)).cpu()
+    c, s, lat = cfg['channels'], cfg['size'], cfg.get('latent')
+    shape, clamp = (lat['shape'], lat['clamp']) if lat else ((c, s, s), (-0.5, 0.5))
+    x = sample(model, (n, *shape), steps=steps, eta=eta, clamp=clamp, cond=cond, guidance_scale=guidance,
+               generator=torch.Generator(def_device).manual_seed(seed))
+    if lat is None: return x.cpu()
+    from miniai.latents import decode_latents
+    return decode_latents(open_vae(cfg['vae']), x, lat['std'], lat['mean']).cpu() - 0.5
 
 def write_samples(x, out):
     "Write images in [-0.5, 0.5] to `out`: `grid.png` and one PNG per image."
@@ -201,6 +241,10 @@ def main(argv=None):
     t.add_argument('--size', type=int, default=32, help='image side for --data folders')
     t.add_argument('--channels', type=int, choices=(1, 3), default=3, help='1 (grey) or 3 (RGB) for --data folders')
     t.add_argument('--cond', action='store_true', help='class-conditional, for classifier-free guidance (Fashion-MNIST)')
+    t.add_argument('--space', choices=('pixel', 'latent'), default='pixel',
+                   help="latent: train on an autoencoder's latents, cached in --out (default: %(default)s)")
+    t.add_argument('--vae', default=None, help='the autoencoder of --space latent: a diffusers folder or Hub id '
+                   '(default: the shipped Fashion-MNIST one)')
     t.add_argument('--out', default='runs/diffusion', help='run folder (default: %(default)s)')
     t.add_argument('--resume', action='store_true', help="continue the run in --out from its last checkpoint")
     s = sub.add_parser('sample', help="write a grid and single images from a run's model")
@@ -234,7 +278,7 @@ def main(argv=None):
         if args.command == 'classify': classify(args.out, args.epochs, args.bs, args.lr, args.seed, args.data)
         elif args.command == 'train':
             train(args.out, args.data, args.model, args.epochs, args.bs, args.lr, args.precision, args.seed, args.size,
-                  args.channels, args.cond, args.resume)
+                  args.channels, args.cond, args.resume, args.space, args.vae)
         elif args.command == 'sample':
             out = Path(args.out or Path(args.run) / 'samples')
             write_samples(generate(args.run, args.n, args.steps, args.eta, args.seed, args.guidance, args.cls), out)

@@ -78,9 +78,10 @@ def kid_from_features(f1, f2, n_subsets=50, subset_size=1000, seed=0):
 
 # %% ../nbs/06_fid.ipynb #d46f204a
 class ImageEval:
-    "FID and KID of images against reference images, in the feature space of `model` (a module, or any callable)."
+    """FID and KID of images against reference images, in the feature space of `model` (a module, put in eval mode so that
+    features do not depend on the batch; or any callable)."""
     def __init__(self, model, ref, bs=500, device=def_device):
-        self.model, self.bs, self.device = model, bs, device
+        self.model, self.bs, self.device = model.eval() if isinstance(model, torch.nn.Module) else model, bs, device
         self.ref_feats = self.features(ref)
         self.ref_stats = feature_stats(self.ref_feats)
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01a_files.ipynb #11bf1113
 from __future__ import annotations
-import gzip, json, os, tarfile, urllib.request, warnings
+import gzip, json, os, tarfile, urllib.error, urllib.request, warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -108,13 +108,25 @@ class ImageFolder(Dataset):
 
 # %% ../nbs/01a_files.ipynb #3bedd596
 def download(url, dest, timeout=30):
-    "Download `url` to `dest`, resuming a partial download (`dest` + '.part'); the size must match the server's."
+    """Download `url` to `dest`, resuming a partial download (`dest` + '.part') with a range request; the size must match
+    the server's."""
     dest = Path(dest)
     if dest.exists(): return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + '.part')
     have = part.stat().st_size if part.exists() else 0
     req = urllib.request.Request(url, headers={'Range': f'bytes={have}-'} if have else {})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
+    try: r = urllib.request.urlopen(req, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code != 416 or not have: raise
+        # no bytes left to send: the part file may already be whole (a run stopped before the rename)
+        total = (e.headers.get('Content-Range') or '').rpartition('/')[2]
+        if total != str(have):
+            raise OSError(f"{url}: {part} holds {have:,} bytes, the server has {total or 'an unknown number'}. "
+                          f"Delete {part.name} and run again.") from e
+        os.replace(part, dest)
+        return dest
+    with r:
         if have and r.status != 206: have = 0  # the server ignored the range: start again
         total = have + int(r.headers['Content-Length']) if r.headers.get('Content-Length') else None
         with open(part, 'ab' if have else 'wb') as f:
@@ -126,6 +138,8 @@ def download(url, dest, timeout=30):
 
 def extract_tar(path, dest):
     "Extract the tarball `path` into `dest`, refusing any member that would land outside it."
+    if not hasattr(tarfile, 'data_filter'):
+        raise RuntimeError(f"Extracting {path} safely needs tarfile's extraction filters: Python >= 3.10.12 or >= 3.11.4.")
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path) as tf: tf.extractall(dest, filter='data')
     return dest

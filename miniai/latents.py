@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_latents.ipynb #1cff8c98
 from __future__ import annotations
-import hashlib, json, os, time
+import hashlib, json, os
 from pathlib import Path
 import numpy as np, torch
 from torch.utils.data import DataLoader, Subset, SequentialSampler
@@ -12,32 +12,7 @@ from .core import def_device, moved
 from .files import download, extract_tar, write_json
 
 # %% auto #0
-__all__ = ['LSUN_BEDROOMS', 'small_vae', 'train_small_vae', 'decode_latents', 'source_id', 'vae_name', 'cache_latents',
-           'latent_stats', 'lsun_bedrooms']
-
-# %% ../nbs/10_latents.ipynb #994f1127
-def small_vae():
-    "An untrained `AutoencoderKL` like SD's (4 levels, 4 latent channels, sides divided by 8), small enough to train on a CPU."
-    from diffusers import AutoencoderKL
-    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=('DownEncoderBlock2D',) * 4,
-                         up_block_types=('UpDecoderBlock2D',) * 4, block_out_channels=(32, 64, 64, 64), layers_per_block=1,
-                         latent_channels=4, norm_num_groups=16)
-
-def train_small_vae(images, minutes=3., bs=32, lr=1e-3, kl_weight=1e-6, seed=0, device=def_device):
-    """Train `small_vae()` on `images` (N, 3, H, W) in [0, 1] for `minutes` (at least one step): MSE of the reconstruction
-    in [-1, 1] plus `kl_weight` times the KL term. Returns it in eval mode without gradients, and the loss per step."""
-    torch.manual_seed(seed)
-    vae = small_vae().to(device).train()
-    opt = torch.optim.AdamW(vae.parameters(), lr)
-    losses, t0 = [], time.perf_counter()
-    while not losses or time.perf_counter() - t0 < minutes * 60:
-        x = images[torch.randint(len(images), (bs,))].to(device) * 2 - 1
-        post = vae.encode(x).latent_dist
-        loss = torch.nn.functional.mse_loss(vae.decode(post.sample()).sample, x) + kl_weight * post.kl().mean()
-        loss.backward(); opt.step(); opt.zero_grad()
-        losses.append(loss.item())
-    vae.register_to_config(_name_or_path=f'miniai small_vae ({len(losses)} steps)')
-    return vae.requires_grad_(False).eval(), losses
+__all__ = ['LSUN_BEDROOMS', 'decode_latents', 'source_id', 'vae_name', 'cache_latents', 'latent_stats', 'lsun_bedrooms']
 
 # %% ../nbs/10_latents.ipynb #725a1c3a
 @torch.no_grad()

@@ -167,7 +167,7 @@ class ProgressCB(Callback):
 
     def before_fit(self, learn):
         learn.epochs = self.mbar = master_bar(learn.epochs)
-        self.first, self.losses, self.val_losses, self.shown = True, [], [], 0.
+        self.first, self.pending, self.losses, self.val_losses, self.shown = True, [], [], [], time.perf_counter()
         if hasattr(learn, 'metrics'): learn.metrics._log = self._log
 
     def _log(self, d):
@@ -177,23 +177,31 @@ class ProgressCB(Callback):
 
     def before_epoch(self, learn): learn.dl = progress_bar(learn.dl, leave=False, parent=self.mbar)
 
+    def _collect(self):
+        "Bring the losses logged since the last call to the CPU as floats, in one transfer (one device sync)."
+        if self.pending: self.losses += torch.stack(self.pending).float().cpu().tolist()
+        self.pending = []
+
     def after_batch(self, learn):
         if not learn.training: return
-        self.losses.append(learn.loss.detach())
-        if time.perf_counter() - self.shown > self.plot_every:
-            learn.dl.comment = f'{self.losses[-1].item():.3f}'
+        self.pending.append(learn.loss.detach())
+        if time.perf_counter() - self.shown > self.plot_every:  # at most every `plot_every` seconds: no sync per batch
+            self._collect()
+            learn.dl.comment = f'{self.losses[-1]:.3f}'
             if self.plot: self._draw(learn)
+            self.shown = time.perf_counter()
 
     def after_epoch(self, learn):
         if not learn.training and hasattr(learn, 'metrics'):
             self.val_losses.append(learn.metrics.history[-1]['loss'])
+        self._collect()
         if self.plot and not learn.training and self.losses: self._draw(learn)
 
     def _draw(self, learn):
-        losses, n = torch.stack(self.losses).float().cpu().tolist(), len(learn.dls.train)
-        self.mbar.update_graph([[range(len(losses)), losses],
+        n = len(learn.dls.train)
+        self.mbar.update_graph([[range(len(self.losses)), self.losses],
                                 [[n * (i + 1) for i in range(len(self.val_losses))], self.val_losses]])
-        self.shown = time.perf_counter()
+
 
 # %% ../nbs/02_learner.ipynb #330e4eee
 class Summary:

@@ -16,11 +16,14 @@ def regression_dls():
 
 @pytest.fixture(scope='session')
 def vae_dir(tmp_path_factory):
-    "An untrained `small_vae` saved as a diffusers folder (for subprocesses to load)."
-    from miniai.latents import small_vae
+    """A tiny randomly initialised `AutoencoderKL` shaped like SD's VAE (RGB in, 4 latent channels, sides divided by 8),
+    saved with `save_pretrained` as a diffusers folder: the real loading path, offline (and for subprocesses to load)."""
+    from diffusers import AutoencoderKL
     torch.manual_seed(0)
     d = tmp_path_factory.mktemp('vae')
-    small_vae().save_pretrained(d)
+    AutoencoderKL(in_channels=3, out_channels=3, down_block_types=('DownEncoderBlock2D',) * 4,
+                  up_block_types=('UpDecoderBlock2D',) * 4, block_out_channels=(8, 8, 16, 16), layers_per_block=1,
+                  latent_channels=4, norm_num_groups=4).save_pretrained(d)
     return d
 
 

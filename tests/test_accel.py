@@ -81,7 +81,7 @@ def train_single(path):
 def test_two_processes(tmp_path):
     "Two CPU processes (torchrun, gloo): different shards, averaged gradients, identical weights, = one process."
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MINIAI_OUT': str(tmp_path)}
-    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', '29517',
+    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
                         str(HERE / 'accelerate_two_process.py')], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     ranks = [json.loads((tmp_path / f'rank{i}.json').read_text()) for i in range(2)]
@@ -102,3 +102,15 @@ def test_make_trainer_by_name():
     assert (auto.dtype if isinstance(auto, MixedPrecision) else None) == native_amp_dtype('cpu')
     with pytest.raises(ValueError, match='needs a CUDA GPU'): make_trainer('fp16', device='cpu')
     with pytest.raises(ValueError, match="precision='half'"): make_trainer('half')
+
+
+def test_native_amp_dtype_needs_native_hardware(monkeypatch):
+    "bf16 only where the chip multiplies it natively: a GPU that emulates it (V100, T4) gets fp16; a CPU needs the flags."
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda including_emulation=True: including_emulation)
+    assert native_amp_dtype('cuda') == torch.float16
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda including_emulation=True: True)
+    assert native_amp_dtype('cuda') == torch.bfloat16
+    monkeypatch.setattr(torch.cpu, 'get_capabilities', lambda: {'avx2': True, 'avx512f': True})
+    assert native_amp_dtype('cpu') is None
+    monkeypatch.setattr(torch.cpu, 'get_capabilities', lambda: {'avx2': True, 'avx512_bf16': True})
+    assert native_amp_dtype('cpu') == torch.bfloat16

@@ -3,10 +3,18 @@ import torchvision.transforms as T
 from miniai.augment import RandErase, shift_flip
 
 
-def test_shift_flip_shapes():
-    x = torch.rand(5, 1, 8, 8)
+def test_shift_flip_is_a_small_shift_and_maybe_a_flip():
+    x = torch.rand(64, 1, 8, 8)
     y = shift_flip(x, generator=torch.Generator().manual_seed(0))
     assert y.shape == x.shape and y.dtype == x.dtype
+    pad = torch.nn.functional.pad(x, (2,) * 4, value=x.min().item())
+    moves = set()
+    for i in range(len(x)):
+        found = [(dy, dx, f) for dy in range(5) for dx in range(5) for f in (False, True)
+                 if torch.equal(y[i], (lambda c: c.flip(-1) if f else c)(pad[i, :, dy:dy + 8, dx:dx + 8]))]
+        assert found, f'item {i} is not its input shifted by at most 2 pixels and maybe flipped'
+        moves.update(found)
+    assert len({m[:2] for m in moves}) > 10 and {m[2] for m in moves} == {False, True}  # shifts and flips both vary
 
 
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])

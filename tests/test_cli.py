@@ -93,3 +93,36 @@ def test_user_errors_are_one_line(tmp_path):
         r = miniai(*args, cwd=tmp_path)
         assert r.returncode == 2, (args, r.stderr[-1000:])
         assert msg in r.stderr.strip().splitlines()[-1], (args, r.stderr[-1000:])
+
+
+def test_latent_space_train_sample_fid(tmp_path, vae_dir):
+    fashion_folder(tmp_path / 'imgs')
+    r = miniai('train', '--data', 'imgs', '--space', 'latent', '--bs', '16', '--epochs', '1', '--out', 'run', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    cfg = json.loads((tmp_path / 'run/config.json').read_text())
+    assert cfg['space'] == 'latent' and cfg['channels'] == 1 and cfg['latent']['shape'] == [2, 8, 8]
+    assert {'latents_train.npy', 'latents_valid.npy'} <= {f.name for f in (tmp_path / 'run').iterdir()}
+    r = miniai('train', '--data', 'imgs', '--space', 'latent', '--bs', '16', '--epochs', '1', '--out', 'run', '--resume', cwd=tmp_path)
+    assert r.returncode == 0 and 'resumed' in r.stdout, r.stderr[-2000:]  # the cached latents are reused
+    r = miniai('sample', 'run', '--n', '4', '--steps', '3', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    from PIL import Image
+    assert Image.open(tmp_path / 'run/samples/0000.png').size == (32, 32)
+    r = miniai('fid', '--run', 'run', '--n', '8', '--steps', '3', cwd=tmp_path)
+    assert r.returncode == 0 and 'FID' in r.stdout, r.stderr[-2000:]
+    # another autoencoder from a local folder: SD-shaped, RGB, 4 latent channels
+    r = miniai('train', '--data', 'imgs', '--space', 'latent', '--vae', str(vae_dir), '--bs', '16', '--epochs', '1',
+               '--out', 'rgb', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((tmp_path / 'rgb/config.json').read_text())['latent']['shape'] == [4, 4, 4]
+    r = miniai('sample', 'rgb', '--n', '2', '--steps', '2', cwd=tmp_path)
+    assert r.returncode == 0 and Image.open(tmp_path / 'rgb/samples/0000.png').mode == 'RGB', r.stderr[-2000:]
+
+
+def test_latent_space_mistakes_are_one_line(tmp_path):
+    r = miniai('train', '--vae', 'somewhere', '--out', 'a', cwd=tmp_path)
+    assert r.returncode == 2 and '--space latent' in r.stderr.splitlines()[-1]
+    r = miniai('train', '--space', 'latent', '--vae', str(tmp_path / 'nowhere'), '--out', 'b', cwd=tmp_path)
+    assert r.returncode == 2 and 'cannot load this autoencoder' in r.stderr.splitlines()[-1]
+    r = miniai('train', '--space', 'latent', '--data', '.', '--size', '30', '--out', 'c', cwd=tmp_path)
+    assert r.returncode == 2 and 'multiple of 4' in r.stderr.splitlines()[-1]

@@ -58,3 +58,13 @@ def test_evaluator_fid_orders_damage():
 
 def test_missing_weights_named(tmp_path):
     with pytest.raises(FileNotFoundError, match='nothing.safetensors'): load_fashion_evaluator(tmp_path / 'nothing.safetensors')
+
+
+def test_image_eval_uses_the_model_in_eval_mode():
+    "A model handed over in training mode would take BatchNorm statistics from each batch: features would depend on it."
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten()).train()
+    x = torch.randn(20, 1, 6, 6)
+    ie = ImageEval(net, x, bs=7)
+    assert not net.training
+    torch.testing.assert_close(ie.features(x[:3]), ie.features(x)[:3])  # an item's features do not depend on its batch

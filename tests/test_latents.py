@@ -62,7 +62,7 @@ def test_mismatched_cache_is_refused(folder, vae, tmp_path):
 def test_cache_stats_normalise(folder, vae, tmp_path):
     lat = cache_latents(DataLoader(ImageFolder(folder, size=32), 8), vae, tmp_path / 'lat.npy')
     mean, std = latent_stats(lat)
-    z = (torch.from_numpy(np.asarray(lat)) - mean[:, None, None]) / std[:, None, None]
+    z = (torch.from_numpy(np.array(lat)) - mean[:, None, None]) / std[:, None, None]
     torch.testing.assert_close(z.mean((0, 2, 3)), torch.zeros(4), atol=1e-4, rtol=0)
     torch.testing.assert_close(z.std((0, 2, 3), correction=0), torch.ones(4), atol=1e-4, rtol=0)
 

@@ -113,3 +113,18 @@ def test_summary_counts_params_and_flops(regression_dls):
     assert s.rows[0][2] == (32, 8)
     assert s.mflops == pytest.approx(2 * (3 * 8 + 8 * 1) / 1e6)
     assert '| 0: Linear |' in str(s)
+
+
+def test_progress_keeps_losses_on_the_device_until_it_shows_them(regression_dls):
+    "Without a redraw due, no loss leaves the device (no sync per batch); every loss reaches the plot's list in the end."
+    from miniai.learner import ProgressCB
+    progress = ProgressCB(plot_every=1e9)
+    class Pending(Callback):
+        order = ProgressCB.order + 1
+        def __init__(self): self.seen = []
+        def after_batch(self, learn):
+            if learn.training: self.seen.append(len(progress.pending))
+    pending = Pending()
+    Learner(nn.Linear(3, 1), regression_dls, F.mse_loss, cbs=[TrainCB(), MetricsCB(), progress, pending]).fit(2)
+    assert pending.seen == [1, 2, 3, 4] * 2  # gathered only at each epoch's end
+    assert len(progress.losses) == 8 and all(isinstance(v, float) for v in progress.losses)
