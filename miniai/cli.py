@@ -153,8 +153,9 @@ def train(out='runs/diffusion', data=None, model='unet', epochs=5, bs=64, lr=5e-
         print(f"{data}: {len(x):,} images, {n_valid:,} kept for validation")
     out.mkdir(parents=True, exist_ok=True)
     if space == 'latent':  # encode once into the run folder, then train on the normalised latents
+        from miniai.latents import latent_stats
         zt, zv = encode(ae, xt, out / 'latents_train.npy'), encode(ae, xv, out / 'latents_valid.npy')
-        mean, std = zt.mean((0, 2, 3), keepdim=True), zt.std((0, 2, 3), keepdim=True)
+        mean, std = (v[:, None, None] for v in latent_stats(zt.numpy()))
         xt, xv = (zt - mean) / std, (zv - mean) / std
         cfg['latent'] = dict(shape=list(shape), mean=mean.flatten().tolist(), std=std.flatten().tolist(),
                              clamp=[xt.min().item(), xt.max().item()])  # sampling clamps x0 to the latents' range
