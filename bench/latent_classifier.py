@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms as T
 from torch.utils.data import DataLoader
-from torchvision.io import encode_jpeg
+from PIL import Image
 from miniai.data import PHOTOS, photo_crops
 from miniai.files import ImageFolder, list_images
 from miniai.autoencoder import load_vae
@@ -25,7 +25,7 @@ def photo_tree(folder, n, size=256):
     crops, labels = photo_crops(n, size)
     for i, (im, k) in enumerate(zip(crops, labels.tolist())):
         (folder / PHOTOS[k]).mkdir(parents=True, exist_ok=True)
-        (folder / PHOTOS[k] / f'{i}.JPEG').write_bytes(encode_jpeg(im, quality=90).numpy().tobytes())
+        Image.fromarray(im.permute(1, 2, 0).numpy()).save(folder / PHOTOS[k] / f'{i}.JPEG', 'JPEG', quality=90)
 
 
 def timed_steps(dl, model, opt, steps, encode=None):

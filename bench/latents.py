@@ -1,5 +1,5 @@
 """The latent cache on this machine, side by side in one run: VAE encoding throughput of a cache build, random
-mini-batch reads from the memmap against one .npy file per item, JPEG decoding with torchvision.io against PIL, the data
+mini-batch reads from the memmap against one .npy file per item, JPEG decoding with TorchCodec against PIL, the data
 loader's share of a training step on the cache, and memory (anonymous vs file-backed RSS) while training from it.
 Prints a table; writes bench/results/latents.json.
 
@@ -11,7 +11,7 @@ import numpy as np, torch
 import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from torchvision.io import decode_jpeg, encode_jpeg, read_file, ImageReadMode
+from torchcodec.decoders import decode_jpeg
 from miniai.data import photo_crops
 from miniai.diffusion import noisify_collate
 from miniai.files import ImageFolder
@@ -47,9 +47,9 @@ def main():
     (tmp / 'jpg').mkdir()
     files = []
     for i, im in enumerate(crops):
-        files.append(tmp / 'jpg' / f'{i:04d}.jpg'); files[-1].write_bytes(encode_jpeg(im, quality=90).numpy().tobytes())
-    t = time.perf_counter(); [decode_jpeg(read_file(str(f)), mode=ImageReadMode.RGB) for f in files]
-    res['decode_torchvision_img_s'] = len(files) / (time.perf_counter() - t)
+        files.append(tmp / 'jpg' / f'{i:04d}.jpg'); Image.fromarray(im.permute(1, 2, 0).numpy()).save(files[-1], quality=90)
+    t = time.perf_counter(); [decode_jpeg(f, mode='RGB') for f in files]
+    res['decode_torchcodec_img_s'] = len(files) / (time.perf_counter() - t)
     t = time.perf_counter(); [torch.from_numpy(np.asarray(Image.open(f).convert('RGB'))) for f in files]
     res['decode_pil_img_s'] = len(files) / (time.perf_counter() - t)
     vae = load_vae()
@@ -87,8 +87,8 @@ def main():
                cache_mib=lat.size * lat.itemsize / 2 ** 20)
 
     print(f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    print(f"JPEG decode 256x256: torchvision.io {res['decode_torchvision_img_s']:.0f} img/s, PIL {res['decode_pil_img_s']:.0f} img/s "
-          f"(x{res['decode_torchvision_img_s'] / res['decode_pil_img_s']:.2f})")
+    print(f"JPEG decode 256x256: TorchCodec {res['decode_torchcodec_img_s']:.0f} img/s, PIL {res['decode_pil_img_s']:.0f} img/s "
+          f"(x{res['decode_torchcodec_img_s'] / res['decode_pil_img_s']:.2f})")
     print(f"cache build, 256x256 -> 4x32x32, {res['vae']}: {res['encode_256px_img_s']:.1f} img/s")
     print(f"random batch of {a.bs} from {a.n:,} latents: memmap {mm * 1e3:.2f} ms, one .npy per item {per * 1e3:.2f} ms "
           f"(memmap x{per / mm:.1f} faster)")

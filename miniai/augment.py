@@ -32,9 +32,9 @@ class AugmentCB(Callback):
 
 # %% ../nbs/03a_augment.ipynb #d2cf3a74
 class RandErase(nn.Module):
-    """Replace a random rectangle (each side up to `max_frac` of the image's) of each item of a batch, with probability `p`,
-    by Gaussian noise with the batch's mean and std."""
-    def __init__(self, p=0.5, max_frac=0.5): super().__init__(); self.p, self.max_frac = p, max_frac
+    """With probability `p`, replace between 1 and `max_n` random rectangles (each side up to `max_frac` of the image's)
+    of each item of a batch by Gaussian noise with the batch's mean and std."""
+    def __init__(self, p=0.5, max_frac=0.5, max_n=1): super().__init__(); self.p, self.max_frac, self.max_n = p, max_frac, max_n
     def forward(self, x):
         n, _, h, w = x.shape
         def span(side):
@@ -42,6 +42,8 @@ class RandErase(nn.Module):
             start = (torch.rand(n, device=x.device) * (side - size + 1)).long()
             pos = torch.arange(side, device=x.device)
             return (pos >= start[:, None]) & (pos < (start + size)[:, None])
-        mask = span(h)[:, :, None] & span(w)[:, None, :] & (torch.rand(n, device=x.device) < self.p)[:, None, None]
+        count = torch.randint(1, self.max_n + 1, (n,), device=x.device) * (torch.rand(n, device=x.device) < self.p)
+        mask = torch.zeros(n, h, w, dtype=torch.bool, device=x.device)
+        for k in range(self.max_n): mask |= span(h)[:, :, None] & span(w)[:, None, :] & (k < count)[:, None, None]
         noise = torch.randn_like(x) * x.float().std().to(x.dtype) + x.float().mean().to(x.dtype)
         return torch.where(mask[:, None], noise, x)

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np, torch, matplotlib.pyplot as plt
 from torch import nn
 import torch.nn.functional as F
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from .core import get_grid
 from .files import atomic_write
@@ -18,8 +20,8 @@ from .learner import Callback
 # %% auto #0
 __all__ = ['Hook', 'Hooks', 'append_stats', 'HooksCallback', 'ActivationStats', 'GeneralRelu', 'init_weights', 'BaseSchedCB',
            'BatchSchedCB', 'EpochSchedCB', 'one_cycle', 'lr_of', 'beta1_of', 'RecorderCB', 'rng_states',
-           'set_rng_states', 'save_atomic', 'CheckpointCB', 'NonFiniteLossError', 'NonFiniteLossCB', 'ema_decay',
-           'EMACB']
+           'set_rng_states', 'save_atomic', 'main_process', 'unwrap', 'CheckpointCB', 'NonFiniteLossError',
+           'NonFiniteLossCB', 'ema_decay', 'EMACB']
 
 # %% ../nbs/03_callbacks.ipynb #d799da05
 class Hook:
@@ -180,10 +182,19 @@ def save_atomic(obj, path):
     with atomic_write(path) as f: torch.save(obj, f)
 
 # %% ../nbs/03_callbacks.ipynb #3d890af1
+def main_process():
+    "Whether this is the process that writes files: the only one, or rank 0 of a distributed run."
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+def unwrap(model):
+    "The model inside a `DistributedDataParallel` wrapper (whose state dict names every weight 'module.')."
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
 class CheckpointCB(Callback):
-    "Save model, optimizer, callback and RNG states to `path` every `every` epochs and at the end; resume from it."
+    """Save model, optimizer, callback and RNG states to `path` every `every` epochs and at the end (from the main process
+    only); with `resume`, continue from the checkpoint at `path` when there is one."""
     order = 20
-    def __init__(self, path, every=1, resume=True): self.path, self.every, self.resume = Path(path), every, resume
+    def __init__(self, path, every=1, resume=False): self.path, self.every, self.resume = Path(path), every, resume
 
     def _stateful(self, learn):
         stateful = [cb for cb in learn.cbs if hasattr(cb, 'state_dict') and cb is not self]
@@ -193,15 +204,17 @@ class CheckpointCB(Callback):
         return cbs
 
     def save(self, learn):
-        save_atomic({'epoch': learn.epoch, 'model': learn.model.state_dict(), 'opt': learn.opt.state_dict(),
-                     'cbs': {k: cb.state_dict() for k, cb in self._stateful(learn).items()}, 'rng': rng_states()}, self.path)
+        state = {'epoch': learn.epoch, 'model': unwrap(learn.model).state_dict(), 'opt': learn.opt.state_dict(),
+                 'cbs': {k: cb.state_dict() for k, cb in self._stateful(learn).items()}, 'rng': rng_states()}
+        if main_process(): save_atomic(state, self.path)
+        if dist.is_initialized(): dist.barrier()  # no process goes on, and may read it, before it is written
 
     def before_fit(self, learn):
         if not (self.resume and self.path.exists()): return
         try: ck = torch.load(self.path, map_location='cpu', weights_only=True)
         except Exception as e:
             raise RuntimeError(f"{self.path}: cannot load this checkpoint ({e}). Delete it or pass resume=False.") from e
-        learn.model.load_state_dict(ck['model'])
+        unwrap(learn.model).load_state_dict(ck['model'])
         learn.opt.load_state_dict(ck['opt'])
         for k, cb in self._stateful(learn).items():
             if k not in ck['cbs']: raise KeyError(f"{self.path} has no state for {k}; it was saved with other callbacks.")

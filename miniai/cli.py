@@ -4,28 +4,35 @@
 
 # %% ../nbs/90_cli.ipynb #a8b4b37d
 from __future__ import annotations
-import argparse, json, time
+import argparse, json, math, os, time
+from contextlib import contextmanager
+try: import fcntl
+except ImportError: fcntl = None  # Windows: run folders are not locked
+from functools import partial
 from pathlib import Path
 import numpy as np, torch, matplotlib
 import torch.nn.functional as F
 from torch import optim
-from torch.utils.data import TensorDataset, DataLoader
+from torch.utils.data import Dataset, DataLoader, Subset, TensorDataset
 from torchvision.utils import save_image
-from torcheval.metrics import MulticlassAccuracy
+from fastprogress.fastprogress import progress_bar
 from .core import set_seed, def_device
 from .files import ImageFolder, ImageError, write_json
-from .data import load_fashion_mnist, image_tensors, fashion_diffusion_tensors, get_dls, DataLoaders, IDXError
+from .data import (load_fashion_mnist, image_tensors, fashion_diffusion_tensors, get_dls, DataLoaders, IDXError,
+                         SAMPLE_DIR)
 from .networks import cnn_classifier
 from .learner import Learner, Callback, TrainCB, DeviceCB, MetricsCB, ProgressCB
+from torcheval.metrics import MulticlassAccuracy  # after miniai.learner, which imports torcheval without its FutureWarning
 from .callbacks import one_cycle, init_weights
 from .diffusion import noisify_collate, noisify_cond_collate, sample, diffusion_learner
 from .unet import EmbUNetModel
 from .simple_diffusion import SimpleDiffusion
-from .fid import load_fashion_evaluator, ImageEval
+from .fid import load_fashion_evaluator, ImageEval, feature_stats, fid_from_stats, kid_from_features
 
 # %% auto #0
-__all__ = ['plot_history', 'classify', 'UsageError', 'read_image_folder', 'model_args', 'build_model', 'HistoryCB', 'open_vae',
-           'encode', 'train', 'load_run', 'generate', 'write_samples', 'fid', 'main']
+__all__ = ['GRID', 'plot_history', 'classify', 'UsageError', 'image_folder', 'Centred', 'model_args', 'build_model', 'HistoryCB',
+           'open_vae', 'encode', 'run_lock', 'train', 'load_run', 'generate', 'write_samples', 'fid', 'DefaultsHelp',
+           'at_least', 'main']
 
 # %% ../nbs/90_cli.ipynb #e82ec027
 def plot_history(history, path):
@@ -64,10 +71,18 @@ def classify(out='runs/classifier', epochs=5, bs=128, lr=1e-2, seed=42, data=Non
 class UsageError(Exception):
     "A mistake in the command's input: reported as one line, without a traceback."
 
-def read_image_folder(folder, size, channels):
-    "Every image under `folder` (see `ImageFolder`), as floats in [-0.5, 0.5] of shape (N, channels, size, size)."
-    ds = ImageFolder(folder, size, channels=channels)
-    return torch.stack([ds[i] for i in range(len(ds))]) - 0.5
+def image_folder(folder, size, channels, leave_out=(), on_error='raise'):
+    """`ImageFolder(folder, size, channels=channels, on_error=on_error)`, every file decoded once now (so that a bad one stops
+    the command before any work), without the files whose names are in `leave_out`."""
+    ds = ImageFolder(folder, size, channels=channels, on_error=on_error, check=True)
+    ds.files = [f for f in ds.files if f.name not in leave_out]
+    return ds
+
+class Centred(Dataset):
+    "The images of `ds` (in [0, 1]) moved to [-0.5, 0.5], the range the diffusion models train in, as 1-tuples."
+    def __init__(self, ds): self.ds = ds
+    def __len__(self): return len(self.ds)
+    def __getitem__(self, i): return (self.ds[i] - 0.5,)
 
 def model_args(model, channels, size, n_classes=None, space='pixel'):
     """The arguments of the `miniai train` model: `'unet'` (the U-Net notebook's; in latent space, the latent-diffusion
@@ -102,18 +117,31 @@ def open_vae(name):
     if vae is None: raise UsageError(f"--vae {name}: cannot load this autoencoder. Give a folder saved with `save_pretrained`.")
     return vae
 
-def encode(vae, x, path):
-    "Latents of images `x` in [-0.5, 0.5], cached at `path` (resumable), as a tensor."
+def encode(vae, images, path, workers=0):
+    "Latents of the dataset `images` (in [0, 1], as many channels as `vae` takes), cached at `path` (resumable), as a tensor."
     from miniai.latents import cache_latents
-    if x.shape[1] != vae.config.in_channels: x = x.expand(-1, vae.config.in_channels, -1, -1)  # grey into an RGB VAE
-    return torch.from_numpy(np.array(cache_latents(DataLoader(TensorDataset(x + 0.5), 256), vae, path)))
+    return torch.from_numpy(np.array(cache_latents(DataLoader(images, 256, num_workers=workers), vae, path)))
+
+@contextmanager
+def run_lock(out):
+    """Hold an exclusive lock on the run folder `out` (made if missing) while the block runs, or raise `UsageError` if
+    another process holds it. The operating system releases it when the process ends, even killed (POSIX only: on Windows
+    nothing is locked)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / '.lock', 'w') as f:
+        try: fcntl and fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"{out}: another `miniai train` is writing to this run folder. Wait for it to end, or choose "
+                             "another --out.") from None
+        yield
 
 def train(out='runs/diffusion', data=None, model='unet', epochs=5, bs=64, lr=5e-3, precision='auto', seed=42,
-          size=32, channels=3, cond=False, resume=False, space='pixel', vae=None):
+          size=32, channels=3, cond=False, resume=False, space='pixel', vae=None, skip_bad=False):
     """Train a diffusion model on the packaged Fashion-MNIST (`data=None`) or an image folder; write `config.json`,
     `checkpoint.pt` (every epoch), `history.json` and `loss.png` to `out`. `resume` continues an interrupted run in `out`
     (same options), as if it had not stopped. `space='latent'` trains on the latents of the autoencoder `vae` (default:
-    the shipped Fashion-MNIST one), cached in `out` and normalised per channel."""
+    the shipped Fashion-MNIST one), cached in `out` and normalised per channel. `skip_bad` leaves out images of a folder
+    that cannot be decoded, with one warning naming them."""
     from miniai.autoencoder import FASHION_VAE
     out = Path(out)
     if data is None: channels, size = 1, 32
@@ -134,45 +162,50 @@ def train(out='runs/diffusion', data=None, model='unet', epochs=5, bs=64, lr=5e-
                model_args=model_args(model, c, s, 10 if cond else None, space))
     cfg = json.loads(json.dumps(cfg))  # as it reads back from config.json (tuples become lists)
     ck, cfg_path = out / 'checkpoint.pt', out / 'config.json'
-    if resume:
-        if not ck.exists(): raise UsageError(f"{out}: no checkpoint to resume. Run without --resume to start a run there.")
-        old = json.loads(cfg_path.read_text())
-        diff = [k for k in cfg if old.get(k) != cfg[k]]
-        if diff: raise UsageError(f"{out} was trained with other {', '.join(diff)} ({', '.join(f'{k}={old.get(k)}' for k in diff)}): "
-                                  "pass the same options to resume it, or choose another --out.")
-    elif ck.exists(): raise UsageError(f"{out} already holds a run: pass --resume to continue it, or choose another --out.")
-    set_seed(seed)
-    if data is None:
-        xt, yt, xv, yv = fashion_diffusion_tensors(load_fashion_mnist())
-    else:
-        x = read_image_folder(data, size, channels)
-        if len(x) < 2: raise UsageError(f"{data}: {len(x)} image; training needs at least 2 (one is kept for validation).")
-        n_valid = max(1, len(x) // 10)
-        x = x[torch.randperm(len(x))]
-        xt, xv, yt, yv = x[n_valid:], x[:n_valid], None, None
-        print(f"{data}: {len(x):,} images, {n_valid:,} kept for validation")
-    out.mkdir(parents=True, exist_ok=True)
-    if space == 'latent':  # encode once into the run folder, then train on the normalised latents
-        from miniai.latents import latent_stats
-        zt, zv = encode(ae, xt, out / 'latents_train.npy'), encode(ae, xv, out / 'latents_valid.npy')
-        mean, std = (v[:, None, None] for v in latent_stats(zt.numpy()))
-        xt, xv = (zt - mean) / std, (zv - mean) / std
-        cfg['latent'] = dict(shape=list(shape), mean=mean.flatten().tolist(), std=std.flatten().tolist(),
-                             clamp=[xt.min().item(), xt.max().item()])  # sampling clamps x0 to the latents' range
-    train_ds, valid_ds = (TensorDataset(xt, yt), TensorDataset(xv, yv)) if yt is not None else (TensorDataset(xt), TensorDataset(xv))
-    collate = noisify_cond_collate if cond else noisify_collate
-    dls = DataLoaders(DataLoader(train_ds, bs, shuffle=True, drop_last=len(train_ds) >= bs, collate_fn=collate),
-                      DataLoader(valid_ds, bs * 2, collate_fn=collate))
-    write_json(cfg_path, cfg)
-    learn = diffusion_learner(build_model(cfg), dls, lr, epochs, precision, n_inp=3 if cond else 2, checkpoint=ck, resume=resume,
-                              cbs=HistoryCB(out / 'history.json'))
-    t0 = time.perf_counter()
-    try: learn.fit(epochs)
-    except RuntimeError as e:
-        if 'cannot load this checkpoint' in str(e): raise UsageError(f"{ck}: cannot load this checkpoint. Delete it to start again.") from e
-        raise
-    print(f"trained {epochs} epochs in {time.perf_counter() - t0:.0f} s; wrote {out}/checkpoint.pt, config.json, history.json, loss.png")
-    return learn.metrics.history
+    with run_lock(out):  # one `train` at a time writes to a run folder
+        if resume:
+            if not ck.exists(): raise UsageError(f"{out}: no checkpoint to resume. Run without --resume to start a run there.")
+            old = json.loads(cfg_path.read_text())
+            diff = [k for k in cfg if old.get(k) != cfg[k]]
+            if diff: raise UsageError(f"{out} was trained with other {', '.join(diff)} ({', '.join(f'{k}={old.get(k)}' for k in diff)}): "
+                                      "pass the same options to resume it, or choose another --out.")
+        elif ck.exists(): raise UsageError(f"{out} already holds a run: pass --resume to continue it, or choose another --out.")
+        set_seed(seed)
+        if data is None:  # the packaged sample, small enough to hold in memory
+            xt, yt, xv, yv = fashion_diffusion_tensors(load_fashion_mnist())
+            train_ds, valid_ds = (TensorDataset(xt, yt), TensorDataset(xv, yv)) if cond else (TensorDataset(xt), TensorDataset(xv))
+            images_t, images_v = (TensorDataset((x + 0.5).expand(-1, channels, -1, -1)) for x in (xt, xv))  # for a VAE
+            workers = 0
+        else:  # a folder of any size: images are decoded as batches are drawn
+            ds = image_folder(data, size, channels, on_error='skip' if skip_bad else 'raise')
+            if len(ds) < 2: raise UsageError(f"{data}: {len(ds)} image; training needs at least 2 (one is kept for validation).")
+            n_valid, order = max(1, len(ds) // 10), torch.randperm(len(ds)).tolist()
+            images_t, images_v = Subset(ds, order[n_valid:]), Subset(ds, order[:n_valid])
+            train_ds, valid_ds = Centred(images_t), Centred(images_v)
+            workers = min(4, os.cpu_count()) if len(ds) > 1024 else 0  # worker processes pay off on large folders only
+            print(f"{data}: {len(ds):,} images, {n_valid:,} kept for validation")
+        if space == 'latent':  # encode once into the run folder, then train on the normalised latents
+            from miniai.latents import latent_stats
+            zt, zv = (encode(ae, ims, out / f'latents_{split}.npy', workers) for ims, split in ((images_t, 'train'), (images_v, 'valid')))
+            mean, std = (v[:, None, None] for v in latent_stats(zt.numpy()))
+            xt, xv = (zt - mean) / std, (zv - mean) / std
+            cfg['latent'] = dict(shape=list(shape), mean=mean.flatten().tolist(), std=std.flatten().tolist(),
+                                 clamp=[xt.min().item(), xt.max().item()])  # sampling clamps x0 to the latents' range
+            train_ds, valid_ds = (TensorDataset(xt, yt), TensorDataset(xv, yv)) if cond else (TensorDataset(xt), TensorDataset(xv))
+            workers = 0
+        collate = noisify_cond_collate if cond else noisify_collate
+        dls = DataLoaders(DataLoader(train_ds, bs, shuffle=True, drop_last=len(train_ds) >= bs, collate_fn=collate, num_workers=workers),
+                          DataLoader(valid_ds, bs * 2, collate_fn=collate, num_workers=workers))
+        write_json(cfg_path, cfg)
+        learn = diffusion_learner(build_model(cfg), dls, lr, epochs, precision, n_inp=3 if cond else 2, checkpoint=ck, resume=resume,
+                                  cbs=HistoryCB(out / 'history.json'))
+        t0 = time.perf_counter()
+        try: learn.fit(epochs)
+        except RuntimeError as e:
+            if 'cannot load this checkpoint' in str(e): raise UsageError(f"{ck}: cannot load this checkpoint. Delete it to start again.") from e
+            raise
+        print(f"trained {epochs} epochs in {time.perf_counter() - t0:.0f} s; wrote {out}/checkpoint.pt, config.json, history.json, loss.png")
+        return learn.metrics.history
 
 def load_run(run):
     "The trained model in a run folder (eval mode, on `def_device`) and its config."
@@ -198,19 +231,24 @@ def generate(run, n=64, steps=50, eta=1., seed=0, guidance=1., cls=None):
     c, s, lat = cfg['channels'], cfg['size'], cfg.get('latent')
     shape, clamp = (lat['shape'], lat['clamp']) if lat else ((c, s, s), (-0.5, 0.5))
     x = sample(model, (n, *shape), steps=steps, eta=eta, clamp=clamp, cond=cond, guidance_scale=guidance,
-               generator=torch.Generator(def_device).manual_seed(seed))
+               generator=torch.Generator(def_device).manual_seed(seed), progress=True)
     if lat is None: return x.cpu()
     from miniai.latents import decode_latents
     return decode_latents(open_vae(cfg['vae']), x, lat['std'], lat['mean']).cpu() - 0.5
 
+GRID = 'grid.png'  # the grid `write_samples` writes beside the samples; `fid --folder` leaves it out
+
 def write_samples(x, out):
-    "Write images in [-0.5, 0.5] to `out`: `grid.png` and one PNG per image."
+    "Write images in [-0.5, 0.5] to `out`: the grid `GRID` and one PNG per image."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    save_image(x + 0.5, out / 'grid.png', nrow=int(len(x) ** 0.5 + 0.5), padding=1)
+    save_image(x + 0.5, out / GRID, nrow=int(len(x) ** 0.5 + 0.5), padding=1)
     for i, im in enumerate(x): save_image(im + 0.5, out / f'{i:04d}.png')
 
-def fid(run=None, folder=None, n=500, steps=50, seed=0):
-    "FID and KID of `n` samples of a run, or of the images in `folder`, against the Fashion-MNIST training images."
+def fid(run=None, folder=None, n=500, steps=50, seed=0, skip_bad=False):
+    """FID and KID of `n` samples of a run, or of the images in `folder` (but a `GRID` file, as `miniai sample` writes one
+    beside its samples), with the library's evaluator against a pinned reference: the 3,615 training images of the packaged
+    Fashion-MNIST sample, whatever `load_fashion_mnist` would load, so that scores compare across machines. `skip_bad` as
+    for `train`."""
     if (run is None) == (folder is None): raise UsageError("give either --run or --folder.")
     if run is not None:
         cfg = json.loads((Path(run) / 'config.json').read_text()) if (Path(run) / 'config.json').exists() else None
@@ -218,72 +256,97 @@ def fid(run=None, folder=None, n=500, steps=50, seed=0):
             raise UsageError(f"{run} makes {cfg['channels']}x{cfg['size']}x{cfg['size']} images; the evaluator scores 1x32x32 "
                              "Fashion-MNIST-like images.")
         x = generate(run, n, steps, seed=seed)
-    else: x = read_image_folder(folder, 32, 1)
-    if len(x) < 2: raise UsageError(f"FID needs at least 2 images, got {len(x)}.")
-    ie = ImageEval(load_fashion_evaluator()[:-1], fashion_diffusion_tensors(load_fashion_mnist(verbose=False))[0])
-    res = dict(n=len(x), fid=ie.fid(x), kid=ie.kid(x))
-    print(f"{len(x)} images: FID {res['fid']:.2f}, KID {res['kid']:.4f} (the library's Fashion-MNIST evaluator)")
+        n_images = len(x)
+    else:  # read in batches as the features are computed: a folder need not fit in memory
+        ds = image_folder(folder, 32, 1, leave_out=(GRID,), on_error='skip' if skip_bad else 'raise')
+        n_images, workers = len(ds), min(4, os.cpu_count()) if len(ds) > 1024 else 0
+        x = (b - 0.5 for b in progress_bar(DataLoader(ds, 256, num_workers=workers), leave=False))
+    if n_images < 2: raise UsageError(f"FID needs at least 2 images, got {n_images}.")
+    ref = fashion_diffusion_tensors(load_fashion_mnist(SAMPLE_DIR, verbose=False))[0]
+    ie = ImageEval(load_fashion_evaluator()[:-1], ref)
+    feats = ie.features(x)
+    res = dict(n=len(feats), fid=fid_from_stats(*feature_stats(feats), *ie.ref_stats).item(),
+               kid=kid_from_features(feats, ie.ref_feats).item(), reference=f'packaged Fashion-MNIST sample, {len(ref):,} training images')
+    print(f"{res['n']} images: FID {res['fid']:.2f}, KID {res['kid']:.4f} (the library's Fashion-MNIST evaluator; reference: "
+          f"{res['reference']})")
     return res
 
 # %% ../nbs/90_cli.ipynb #069b41ad
+class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    "`--help` that ends each option's line with its default, unless that is None or a flag's False (the help says what happens)."
+    def _get_help_string(self, action):
+        return action.help if action.default is None or action.default is False else super()._get_help_string(action)
+
+def at_least(kind, low, above=False):
+    "An argparse type: the option as `kind`, refused with a message naming it unless it is finite and >= `low` (> if `above`)."
+    def parse(text):
+        try: v = kind(text)
+        except ValueError: raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(v) or v < low or (above and v == low):
+            raise argparse.ArgumentTypeError(f"{text} must be {'above' if above else 'at least'} {low}")
+        return v
+    return parse
+
 def main(argv=None):
     "Entry point of the `miniai` console script."
     p = argparse.ArgumentParser(prog='miniai', description='From-scratch generative models: the main jobs.')
     sub = p.add_subparsers(dest='command', required=True)
-    t = sub.add_parser('train', help='train a diffusion model (default: on the packaged Fashion-MNIST sample)')
+    cmd = partial(sub.add_parser, formatter_class=DefaultsHelp)
+    count, positive = at_least(int, 1), at_least(float, 0, above=True)
+    t = cmd('train', help='train a diffusion model (default: on the packaged Fashion-MNIST sample)')
     t.add_argument('--data', default=None, help='an image folder (default: the Fashion-MNIST sample, or $MINIAI_FASHION_MNIST)')
-    t.add_argument('--model', choices=('unet', 'simple'), default='unet', help='the U-Net or simple diffusion (default: %(default)s)')
-    t.add_argument('--epochs', type=int, default=5)
-    t.add_argument('--bs', type=int, default=64, help='batch size')
-    t.add_argument('--lr', type=float, default=5e-3, help='peak learning rate (AdamW, one-cycle)')
+    t.add_argument('--model', choices=('unet', 'simple'), default='unet', help='the U-Net or simple diffusion')
+    t.add_argument('--epochs', type=count, default=5, help='passes over the training images')
+    t.add_argument('--bs', type=count, default=64, help='batch size')
+    t.add_argument('--lr', type=positive, default=5e-3, help='peak learning rate (AdamW, one-cycle)')
     t.add_argument('--precision', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto',
                    help='auto: 16-bit where the hardware is fast at it, else fp32')
-    t.add_argument('--seed', type=int, default=42)
-    t.add_argument('--size', type=int, default=32, help='image side for --data folders')
+    t.add_argument('--seed', type=int, default=42, help='random seed')
+    t.add_argument('--size', type=count, default=32, help='image side for --data folders')
     t.add_argument('--channels', type=int, choices=(1, 3), default=3, help='1 (grey) or 3 (RGB) for --data folders')
     t.add_argument('--cond', action='store_true', help='class-conditional, for classifier-free guidance (Fashion-MNIST)')
     t.add_argument('--space', choices=('pixel', 'latent'), default='pixel',
-                   help="latent: train on an autoencoder's latents, cached in --out (default: %(default)s)")
+                   help="latent: train on an autoencoder's latents, cached in --out")
     t.add_argument('--vae', default=None, help='the autoencoder of --space latent: a diffusers folder or Hub id '
                    '(default: the shipped Fashion-MNIST one)')
-    t.add_argument('--out', default='runs/diffusion', help='run folder (default: %(default)s)')
+    t.add_argument('--skip-bad', action='store_true', help='leave out images of --data that cannot be decoded (one warning names them)')
+    t.add_argument('--out', default='runs/diffusion', help='run folder')
     t.add_argument('--resume', action='store_true', help="continue the run in --out from its last checkpoint")
-    s = sub.add_parser('sample', help="write a grid and single images from a run's model")
+    s = cmd('sample', help="write a grid and single images from a run's model")
     s.add_argument('run', help='a `miniai train` run folder')
-    s.add_argument('--n', type=int, default=64, help='number of images')
-    s.add_argument('--steps', type=int, default=50, help='DDIM steps')
-    s.add_argument('--eta', type=float, default=1., help='DDIM eta: 1 stochastic (DDPM-like), 0 deterministic')
-    s.add_argument('--seed', type=int, default=0)
-    s.add_argument('--guidance', type=float, default=1., help='classifier-free guidance scale (conditional runs)')
+    s.add_argument('--n', type=count, default=64, help='number of images')
+    s.add_argument('--steps', type=count, default=50, help='DDIM steps')
+    s.add_argument('--eta', type=at_least(float, 0), default=1., help='DDIM eta: 1 stochastic (DDPM-like), 0 deterministic')
+    s.add_argument('--seed', type=int, default=0, help='random seed')
+    s.add_argument('--guidance', type=at_least(float, 0), default=1., help='classifier-free guidance scale (conditional runs)')
     s.add_argument('--class', dest='cls', type=int, default=None, help='the class to draw (conditional runs; default: all)')
     s.add_argument('--out', default=None, help='output folder (default: RUN/samples)')
-    f = sub.add_parser('fid', help="FID and KID of a run's samples or an image folder (Fashion-MNIST evaluator)")
+    f = cmd('fid', help="FID and KID of a run's samples or an image folder (Fashion-MNIST evaluator)")
     f.add_argument('--run', default=None, help='a `miniai train` run folder to sample from')
     f.add_argument('--folder', default=None, help='a folder of images to score')
-    f.add_argument('--n', type=int, default=500, help='samples to draw from --run')
-    f.add_argument('--steps', type=int, default=50, help='DDIM steps for --run')
-    f.add_argument('--seed', type=int, default=0)
-    c = sub.add_parser('classify', help='train the Fashion-MNIST classifier and plot its metrics')
-    c.add_argument('--out', default='runs/classifier', help='output folder (default: %(default)s)')
-    c.add_argument('--epochs', type=int, default=5)
-    c.add_argument('--bs', type=int, default=128, help='batch size')
-    c.add_argument('--lr', type=float, default=1e-2, help='peak learning rate (AdamW, one-cycle)')
-    c.add_argument('--seed', type=int, default=42)
+    f.add_argument('--skip-bad', action='store_true', help='leave out images of --folder that cannot be decoded (one warning names them)')
+    f.add_argument('--n', type=at_least(int, 2), default=500, help='samples to draw from --run')
+    f.add_argument('--steps', type=count, default=50, help='DDIM steps for --run')
+    f.add_argument('--seed', type=int, default=0, help='random seed for --run')
+    c = cmd('classify', help='train the Fashion-MNIST classifier and plot its metrics')
+    c.add_argument('--out', default='runs/classifier', help='output folder')
+    c.add_argument('--epochs', type=count, default=5, help='passes over the training images')
+    c.add_argument('--bs', type=count, default=128, help='batch size')
+    c.add_argument('--lr', type=positive, default=1e-2, help='peak learning rate (AdamW, one-cycle)')
+    c.add_argument('--seed', type=int, default=42, help='random seed')
     c.add_argument('--data', default=None, help='folder of the official Fashion-MNIST IDX files '
                    '(default: $MINIAI_FASHION_MNIST, the Hub, or the packaged sample)')
     args = p.parse_args(argv)
-    for k in ('epochs', 'bs', 'n', 'steps', 'size'):
-        if getattr(args, k, 1) < 1: p.error(f'--{k} must be at least 1')
     matplotlib.use('Agg')
     try:
         if args.command == 'classify': classify(args.out, args.epochs, args.bs, args.lr, args.seed, args.data)
         elif args.command == 'train':
             train(args.out, args.data, args.model, args.epochs, args.bs, args.lr, args.precision, args.seed, args.size,
-                  args.channels, args.cond, args.resume, args.space, args.vae)
+                  args.channels, args.cond, args.resume, args.space, args.vae, args.skip_bad)
         elif args.command == 'sample':
             out = Path(args.out or Path(args.run) / 'samples')
             write_samples(generate(args.run, args.n, args.steps, args.eta, args.seed, args.guidance, args.cls), out)
             print(f"wrote {out}/grid.png and {args.n} images")
-        elif args.command == 'fid': fid(args.run, args.folder, args.n, args.steps, args.seed)
+        elif args.command == 'fid': fid(args.run, args.folder, args.n, args.steps, args.seed, args.skip_bad)
     except (UsageError, FileNotFoundError, IDXError, ImageError) as e:
         p.exit(2, f'miniai: error: {e}\n')

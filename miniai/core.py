@@ -6,11 +6,12 @@
 from __future__ import annotations
 import importlib, os, random, platform, warnings
 from collections.abc import Mapping
+from pathlib import Path
 import numpy as np, torch, matplotlib.pyplot as plt
 from PIL import Image
 
 # %% auto #0
-__all__ = ['def_device', 'QUICK', 'pick_device', 'to_device', 'to_cpu', 'set_seed', 'env_flag', 'run_info', 'to_hwc',
+__all__ = ['def_device', 'QUICK', 'pick_device', 'to_device', 'to_cpu', 'set_seed', 'env_flag', 'cache_dir', 'run_info', 'to_hwc',
            'show_image', 'subplots', 'get_grid', 'show_images', 'moved']
 
 # %% ../nbs/00_core.ipynb #b68634eb
@@ -41,11 +42,12 @@ def to_cpu(x):
 
 # %% ../nbs/00_core.ipynb #246ce8be
 def set_seed(seed: int, deterministic: bool = False):
-    "Seed `random`, NumPy and PyTorch; with `deterministic`, also ask PyTorch for deterministic kernels."
+    """Seed `random`, NumPy and PyTorch; with `deterministic`, also ask PyTorch for deterministic kernels (a global setting:
+    without it, whatever the caller chose stays as it was)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    if deterministic: torch.use_deterministic_algorithms(True, warn_only=True)
 
 # %% ../nbs/00_core.ipynb #37111b90
 def env_flag(name: str, default: bool = False) -> bool:
@@ -57,6 +59,11 @@ def env_flag(name: str, default: bool = False) -> bool:
     raise ValueError(f"{name}={v!r} is not a yes/no value: set it to 1 or 0.")
 
 QUICK = env_flag('MINIAI_QUICK')
+
+def cache_dir():
+    "The folder for miniai's caches (file lists, downloads): `$MINIAI_CACHE`, else `$XDG_CACHE_HOME/miniai` or `~/.cache/miniai`."
+    if os.environ.get('MINIAI_CACHE'): return Path(os.environ['MINIAI_CACHE']).expanduser()
+    return Path(os.environ.get('XDG_CACHE_HOME') or '~/.cache').expanduser() / 'miniai'
 
 # %% ../nbs/00_core.ipynb #d6421936
 def run_info(device=def_device) -> str:

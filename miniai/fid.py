@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import optim
 import torch.nn.functional as F
-from torch.utils.data import TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 from safetensors.torch import load_file
 from .core import def_device, set_seed, moved
 from .data import load_fashion_mnist, fashion_diffusion_tensors, get_dls, DataLoaders
@@ -86,13 +86,13 @@ class ImageEval:
         self.ref_stats = feature_stats(self.ref_feats)
 
     def _batches(self, x):
-        if isinstance(x, DataLoaders): x = x.train
+        if isinstance(x, DataLoaders): x = DataLoader(x.train.dataset, self.bs)  # every item once, not shuffled batches
         if isinstance(x, torch.Tensor): return x.split(self.bs)
         return (b[0] if isinstance(b, (tuple, list)) else b for b in x)
 
     @torch.no_grad()
     def features(self, x):
-        "Features of images `x` (a tensor, a DataLoader, or DataLoaders, whose training set is used), computed in batches."
+        "Features of images `x` (a tensor, a DataLoader, or DataLoaders, whose whole training set is used), computed in batches."
         return torch.cat([self.model(b.to(self.device)).float().cpu() for b in self._batches(x)])
 
     def fid(self, x): return fid_from_stats(*feature_stats(self.features(x)), *self.ref_stats).item()

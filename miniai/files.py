@@ -4,18 +4,20 @@
 
 # %% ../nbs/01a_files.ipynb #11bf1113
 from __future__ import annotations
-import gzip, json, os, tarfile, urllib.error, urllib.request, warnings
+import gzip, hashlib, io, json, os, tarfile, urllib.error, urllib.request, warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 import torch
 from torch.utils.data import Dataset
-from torchvision.io import decode_image, ImageReadMode
-from torchvision.transforms.functional import resize, center_crop
+from torchvision.transforms.functional import resize, center_crop, pil_to_tensor
+from torchcodec.decoders import decode_image
+from PIL import Image
+from .core import cache_dir
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'FILE_LIST', 'atomic_write', 'write_json', 'list_images', 'ImageError', 'load_image', 'ImageFolder',
-           'download', 'extract_tar']
+__all__ = ['IMAGE_EXTS', 'SKIP_HINT', 'atomic_write', 'write_json', 'file_list_path', 'list_images', 'ImageError',
+           'decode_with_alpha', 'load_image', 'ImageFolder', 'download', 'extract_tar']
 
 # %% ../nbs/01a_files.ipynb #891cd7ce
 @contextmanager
@@ -41,7 +43,11 @@ def write_json(path, obj):
 
 # %% ../nbs/01a_files.ipynb #4b0daeb3
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp')
-FILE_LIST = '.miniai_files.json.gz'
+
+def file_list_path(folder):
+    "Where `list_images` keeps the file list of `folder`: in the user's cache (`cache_dir()`), never among the data."
+    key = hashlib.sha256(str(Path(folder).resolve()).encode()).hexdigest()[:24]
+    return cache_dir() / 'file_lists' / f'{key}.json.gz'
 
 def _scan(folder, exts):
     files, dirs = [], {}
@@ -54,49 +60,73 @@ def _scan(folder, exts):
 
 def list_images(folder, cache=True, exts=IMAGE_EXTS):
     """The files under `folder` (sorted, recursive) whose names end in one of `exts` (images by default). With `cache`, the
-    list is kept in `folder/.miniai_files.json.gz` with every directory's modification time, and rebuilt when any of them
+    list is kept at `file_list_path(folder)` with every directory's modification time, and rebuilt when any of them
     changes or other `exts` are asked for."""
     folder = Path(folder)
     if not folder.is_dir(): raise FileNotFoundError(f"{folder}: no such folder. Pass a folder of images.")
-    path = folder / FILE_LIST
+    path = file_list_path(folder)
     if cache and path.exists():
         try:
             c = json.loads(gzip.decompress(path.read_bytes()))
             if c['exts'] == list(exts) and all(os.stat(folder / d).st_mtime_ns == m for d, m in c['dirs'].items()):
                 return [folder / f for f in c['files']]
         except (OSError, ValueError, KeyError): pass  # changed, damaged or unreadable: scan again
-    if cache:
-        try: path.touch()  # create the entry first: that changes the folder's time, writing into it later does not
-        except OSError: cache = False  # a read-only folder: no cache
     files, dirs = _scan(folder, exts)
-    if cache: path.write_bytes(gzip.compress(json.dumps({'files': files, 'dirs': dirs, 'exts': list(exts)}).encode()))
+    if cache:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(path, sync=False) as f:
+                f.write(gzip.compress(json.dumps({'files': files, 'dirs': dirs, 'exts': list(exts)}).encode()))
+        except OSError: pass  # a read-only cache folder: the list is not kept
     return [folder / f for f in files]
 
 # %% ../nbs/01a_files.ipynb #9e2179e4
 class ImageError(ValueError):
     "An image file that cannot be decoded."
 
+SKIP_HINT = "Delete or replace it, or skip such files (on_error='skip'; --skip-bad for the miniai command)."
+
+def decode_with_alpha(path, channels=3):
+    """The image at `path` as uint8 of shape (channels + 1, H, W), RGB (or grey with `channels=1`) and then opacity; the
+    first frame of an animation. TorchCodec decodes JPEG, PNG, WebP and GIF; Pillow the formats TorchCodec lacks (BMP)."""
+    data = Path(path).read_bytes()
+    if not data: raise ImageError(f"{path}: cannot decode this image (empty file). {SKIP_HINT}")
+    try: pil = Image.open(io.BytesIO(data))  # reads the header only: refuses a size no one should decode
+    except OSError: pil = None  # not a format Pillow reads (TorchCodec may: AVIF, HEIC), or damaged
+    except Image.DecompressionBombError as e: raise ImageError(f"{path}: refused as a decompression bomb ({e}) {SKIP_HINT}") from None
+    try: im = decode_image(data, mode='RGB_ALPHA' if channels == 3 else 'GRAY_ALPHA')
+    except RuntimeError as e: raise ImageError(f"{path}: cannot decode this image ({str(e).split(', ')[-1][:120]}). {SKIP_HINT}") from None
+    except ValueError:  # a format TorchCodec does not read
+        if pil is None: raise ImageError(f"{path}: not an image (no format TorchCodec or Pillow reads). {SKIP_HINT}") from None
+        try: im = pil_to_tensor(pil.convert('RGBA' if channels == 3 else 'LA'))
+        except OSError as e: raise ImageError(f"{path}: cannot decode this image ({e}). {SKIP_HINT}") from None
+    return im[0] if im.ndim == 4 else im
+
 def load_image(path, size, crop=True, channels=3):
-    """The image at `path` as floats in [0, 1] of shape (channels, size, size), RGB (or grey with `channels=1`), its
-    shorter side resized to `size` and centre-cropped (or, with `crop=False`, squashed to a square)."""
-    try: im = decode_image(str(path), mode=ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY)
-    except RuntimeError as e:
-        reason = 'empty file' if os.path.getsize(path) == 0 else str(e).split('\n')[0].split(', ')[-1][:120]
-        raise ImageError(f"{path}: cannot decode this image ({reason}). Delete or replace it, or pass on_error='skip'.") from None
-    im = im.float() / (65535 if im.dtype == torch.uint16 else 255)
+    """The image at `path` as floats in [0, 1] of shape (channels, size, size), RGB (or grey with `channels=1`), pixels that
+    are not opaque composited on white, its shorter side resized to `size` and centre-cropped (or, with `crop=False`,
+    squashed to a square)."""
+    im = decode_with_alpha(path, channels).float() / 255
+    im, alpha = im[:-1], im[-1:]
+    if (alpha < 1).any():
+        warnings.warn("composited images with transparent pixels on a white background (warned once)", stacklevel=2)
+        im = im * alpha + (1 - alpha)
     if crop: return center_crop(resize(im, size, antialias=True), size).clamp(0, 1)
     return resize(im, [size, size], antialias=True).clamp(0, 1)
 
 class ImageFolder(Dataset):
-    "The images under `folder` as (channels, size, size) floats in [0, 1]; `on_error` 'raise' or 'skip' for undecodable files."
-    def __init__(self, folder, size=256, crop=True, channels=3, on_error='raise', cache=True, workers=8):
+    """The images under `folder` as (channels, size, size) floats in [0, 1]. With `check` (always with `on_error='skip'`)
+    every file is decoded once now, in `workers` threads: an undecodable one raises (`on_error='raise'`) or is left out,
+    all such named in one warning (`'skip'`); without, a bad file raises when it is read."""
+    def __init__(self, folder, size=256, crop=True, channels=3, on_error='raise', cache=True, workers=8, check=False):
         if on_error not in ('raise', 'skip'): raise ValueError(f"on_error={on_error!r}: use 'raise' or 'skip'.")
         self.folder, self.size, self.crop, self.channels = Path(folder), size, crop, channels
         self.files = list_images(folder, cache)
         if not self.files: raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_EXTS)}) in it or its subfolders.")
-        if on_error == 'skip':
+        if on_error == 'skip' or check:
             with ThreadPoolExecutor(workers) as ex: ok = list(ex.map(self._decodes, self.files))
             bad = [f for f, good in zip(self.files, ok) if not good]
+            if bad and on_error == 'raise': self[self.files.index(bad[0])]  # raises the first one's error
             if bad: warnings.warn(f"skipped {len(bad)} undecodable file(s): {', '.join(map(str, bad))}")
             self.files = [f for f, good in zip(self.files, ok) if good]
     def _decodes(self, f):

@@ -4,20 +4,20 @@
 
 # %% ../nbs/12_latent_classifier.ipynb #363cea2a
 from __future__ import annotations
-import csv, warnings
+import csv, json, warnings
 from pathlib import Path
 import numpy as np, torch
 from torch.utils.data import Dataset, DataLoader
 from torchvision.utils import save_image
 from fastprogress.fastprogress import progress_bar
 from .data import load_fashion_mnist, fashion_diffusion_tensors
-from .files import atomic_write, list_images, load_image, ImageError
-from .latents import latent_stats
+from .files import atomic_write, list_images, load_image, ImageError, write_json
+from .latents import latent_stats, vae_name
 from .core import moved
 
 # %% auto #0
-__all__ = ['CLS_LOC', 'VAL_SOLUTION', 'FASHION_WNIDS', 'fashion_imagenet', 'read_val_solution', 'class_names', 'file_labels',
-           'encode_folder', 'cache_imagenet', 'LatentFiles', 'sample_stats']
+__all__ = ['CLS_LOC', 'VAL_SOLUTION', 'FASHION_WNIDS', 'ENCODING', 'fashion_imagenet', 'read_val_solution', 'class_names',
+           'file_labels', 'encode_folder', 'cache_imagenet', 'LatentFiles', 'sample_stats']
 
 # %% ../nbs/12_latent_classifier.ipynb #0a6caf3d
 CLS_LOC = Path('ILSVRC/Data/CLS-LOC')
@@ -78,15 +78,27 @@ class _Decode(Dataset):
             if self.on_error == 'raise': raise
             return torch.zeros(self.channels, self.size, self.size), i, False
 
+ENCODING = 'encoding.json'  # how a folder of latent files was encoded, beside them
+
 @torch.no_grad()
 def encode_folder(src, dst, vae, size=256, bs=64, workers=4, dtype=np.float16, on_error='raise', progress=True):
     """Encode each image under `src` (shorter side resized to `size`, centre-cropped to a square, in as many channels as
     `vae` takes, scaled to [-1, 1]) with
     `vae`'s posterior mean into a `.npy` file at the same relative path under `dst`. Files already in `dst` are skipped, so
     an interrupted run resumes. `on_error='skip'` leaves out undecodable images with one warning naming them. Returns the
-    number of images encoded."""
+    number of images encoded. `dst/ENCODING` records how (VAE, size, dtype); a `dst` encoded otherwise is refused."""
     if on_error not in ('raise', 'skip'): raise ValueError(f"on_error={on_error!r}: use 'raise' or 'skip'.")
     src, dst = Path(src), Path(dst)
+    want = dict(vae=vae_name(vae), size=size, channels=vae.config.in_channels, dtype=np.dtype(dtype).str)
+    if (dst / ENCODING).exists():
+        have = json.loads((dst / ENCODING).read_text())
+        diff = [k for k in want if have.get(k) != want[k]]
+        if diff: raise ValueError(f"{dst / ENCODING}: these latents were encoded with other {', '.join(diff)} ("
+                                  + '; '.join(f'{k}: {have.get(k)} there, {want[k]} asked' for k in diff)
+                                  + f"). Choose another destination, or delete {dst} to encode again.")
+    else:
+        dst.mkdir(parents=True, exist_ok=True)
+        write_json(dst / ENCODING, want)
     have = set(list_images(dst, exts=('.npy',))) if dst.is_dir() else set()
     outs = {f: dst / f.relative_to(src).with_suffix('.npy') for f in list_images(src)}
     todo = [f for f, o in outs.items() if o not in have]

@@ -26,11 +26,14 @@ def decode_latents(vae, z, scale=1., mean=0.):
 
 # %% ../nbs/10_latents.ipynb #2d791518
 def source_id(ds):
-    """A hash identifying a dataset's items: of its file list (`ImageFolder`), its tensors (`TensorDataset`), or a
-    `Subset`'s indices and parent; any other dataset is refused, since its items could change unseen."""
+    """A hash identifying a dataset's items: of its files' absolute paths and how they are read (`ImageFolder`: size, crop,
+    channels), its tensors (`TensorDataset`), or a `Subset`'s indices and parent; any other dataset is refused, since its
+    items could change unseen."""
     h = hashlib.sha256()
     if isinstance(ds, Subset): h.update(f"{source_id(ds.dataset)}:{list(ds.indices)}".encode())
-    elif hasattr(ds, 'files'): h.update('\n'.join(map(str, ds.files)).encode())
+    elif hasattr(ds, 'files'):
+        h.update('\n'.join(str(Path(f).resolve()) for f in ds.files).encode())  # the same folder, however it was named
+        h.update(repr([getattr(ds, k, None) for k in ('size', 'crop', 'channels')]).encode())
     elif hasattr(ds, 'tensors'):
         for t in ds.tensors: h.update(t.detach().cpu().contiguous().numpy().tobytes())
     else: raise TypeError(f"{type(ds).__name__}: cannot tell which items this dataset holds. Use an ImageFolder, a "
@@ -44,8 +47,9 @@ def vae_name(vae):
 @torch.no_grad()
 def cache_latents(dl, vae, path, dtype=np.float32):
     """Encode the images of `dl` (batches in [0, 1], in a fixed order; a tensor or a tuple whose first item is the images)
-    with `vae`'s posterior mean into an `np.memmap` at `path`, returned read-only. Resumes an interrupted build; refuses a
-    cache whose metadata (`path` + '.json') differs from what is asked for."""
+    with `vae`'s posterior mean into a `.npy` file at `path`, written through a memory map and returned as one, read-only
+    (`np.load(path, mmap_mode='r')` opens it later). Resumes an interrupted build; refuses a cache whose metadata (`path` +
+    '.json') differs from what is asked for."""
     path = Path(path)
     partial, meta_path = path.with_name(path.name + '.partial'), path.with_name(path.name + '.json')
     if not isinstance(dl.sampler, SequentialSampler):
@@ -54,7 +58,7 @@ def cache_latents(dl, vae, path, dtype=np.float32):
     x0 = ds[0][0] if isinstance(ds[0], (tuple, list)) else ds[0]
     f = 2 ** (len(vae.config.block_out_channels) - 1)
     want = dict(shape=[n, vae.config.latent_channels, x0.shape[-2] // f, x0.shape[-1] // f], dtype=np.dtype(dtype).str,
-                source=source_id(ds), vae=vae_name(vae))
+                source=source_id(ds), vae=vae_name(vae), format='npy')
     done = 0
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
@@ -63,9 +67,9 @@ def cache_latents(dl, vae, path, dtype=np.float32):
                                   + '; '.join(f'{k}: {meta.get(k)} here, {want[k]} asked' for k in diff)
                                   + f"). Delete {path.name}* or choose another path.")
         done = meta['done']
-        if done == n and path.exists(): return np.memmap(path, dtype=dtype, mode='r', shape=tuple(want['shape']))
+        if done == n and path.exists(): return np.load(path, mmap_mode='r')
         if not partial.exists(): done = 0
-    mm = np.memmap(partial, dtype=dtype, mode='r+' if done else 'w+', shape=tuple(want['shape']))
+    mm = np.lib.format.open_memmap(partial, mode='r+' if done else 'w+', dtype=dtype, shape=tuple(want['shape']))
     rest = DataLoader(Subset(ds, range(done, n)), dl.batch_size, num_workers=dl.num_workers, collate_fn=dl.collate_fn)
     device = next(vae.parameters()).device
     for xb in rest:
@@ -77,7 +81,7 @@ def cache_latents(dl, vae, path, dtype=np.float32):
         write_json(meta_path, dict(want, done=done))
     del mm
     os.replace(partial, path)
-    return np.memmap(path, dtype=dtype, mode='r', shape=tuple(want['shape']))
+    return np.load(path, mmap_mode='r')
 
 def latent_stats(lat, chunk=4096):
     "Per-channel mean and std of latents (N, C, H, W), read `chunk` items at a time."
@@ -104,5 +108,5 @@ def lsun_bedrooms(root='~/.cache/miniai'):
 
 # %% ../nbs/10_latents.ipynb #914a471c
 __getattr__ = moved('miniai.latents', {  # old imports, for one release
-    **dict.fromkeys(('IMAGE_EXTS', 'FILE_LIST', 'list_images', 'ImageError', 'load_image', 'ImageFolder'), 'miniai.files'),
+    **dict.fromkeys(('IMAGE_EXTS', 'list_images', 'ImageError', 'load_image', 'ImageFolder'), 'miniai.files'),
     **dict.fromkeys(('SD_VAE', 'load_vae'), 'miniai.autoencoder')})

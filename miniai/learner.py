@@ -166,7 +166,9 @@ class ProgressCB(Callback):
     def __init__(self, plot=False, plot_every=1.): self.plot, self.plot_every = plot, plot_every
 
     def before_fit(self, learn):
-        learn.epochs = self.mbar = master_bar(learn.epochs)
+        start = learn.epochs.start if isinstance(learn.epochs, range) else 0  # after a resume, the first epoch left
+        self.mbar = master_bar(range(learn.n_epochs))
+        learn.epochs = (e for e in self.mbar if e >= start)  # so the bar counts the true epochs: "Epoch 4/5", not "1/2"
         self.first, self.pending, self.losses, self.val_losses, self.shown = True, [], [], [], time.perf_counter()
         if hasattr(learn, 'metrics'): learn.metrics._log = self._log
 

@@ -12,8 +12,9 @@ __all__ = ['conv', 'pre_conv', 'cnn_classifier', 'ResBlock', 'fashion_resnet', '
 
 # %% ../nbs/01b_networks.ipynb #0957565a
 def conv(ni, nf, ks=3, stride=2, act=nn.ReLU, norm=None, bias=None):
-    "A convolution keeping the size (stride 1) or halving it (stride 2), then optional norm and activation."
-    if bias is None: bias = not isinstance(norm, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d))
+    """A convolution keeping the size (stride 1) or halving it (stride 2), then optional norm and activation. Followed by a
+    BatchNorm (`norm` its class), the convolution has no bias (`bias=None`): the norm's shift would cancel it."""
+    if bias is None: bias = not (isinstance(norm, type) and issubclass(norm, nn.modules.batchnorm._BatchNorm))
     layers = [nn.Conv2d(ni, nf, kernel_size=ks, stride=stride, padding=ks // 2, bias=bias)]
     if norm: layers.append(norm(nf))
     if act: layers.append(act())
@@ -64,15 +65,19 @@ class PreActBlock(nn.Module):
 
 class LatentResNet(nn.Module):
     """A pre-activation ResNet for latents (`n_in` channels): a 5x5 stem to `nfs[0]` channels, then one stage per later
-    entry of `nfs` with the matching number of `blocks`, each halving the size; `head` pools, drops out and classifies."""
-    def __init__(self, n_in=4, n_out=1000, nfs=(32, 128, 256, 512, 1024), blocks=(1, 2, 4, 3), drop=0.2, act=nn.SiLU):
+    entry of `nfs` with the matching number of `blocks`, each halving the size; `head` pools, drops out and classifies (with
+    `bn_head`, as in the course: a linear layer without bias, then BatchNorm1d on the logits)."""
+    def __init__(self, n_in=4, n_out=1000, nfs=(32, 128, 256, 512, 1024), blocks=(1, 2, 4, 3), drop=0.2, act=nn.SiLU,
+                 bn_head=False):
         super().__init__()
+        self.nfs = tuple(nfs)
         if len(blocks) != len(nfs) - 1: raise ValueError(f"blocks={blocks}: need one count per stage, {len(nfs) - 1} for nfs={nfs}.")
         self.stem = nn.Conv2d(n_in, nfs[0], 5, padding=2)
         self.stages = nn.ModuleList(nn.Sequential(*[PreActBlock(ni if j == 0 else nf, nf, 2 if j == 0 else 1, act) for j in range(nb)])
                                     for ni, nf, nb in zip(nfs, nfs[1:], blocks))
         self.head = nn.Sequential(nn.BatchNorm2d(nfs[-1]), act(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(drop),
-                                  nn.Linear(nfs[-1], n_out))
+                                  *([nn.Linear(nfs[-1], n_out, bias=False), nn.BatchNorm1d(n_out)] if bn_head else
+                                    [nn.Linear(nfs[-1], n_out)]))
     def body(self):
         "The network without its head (sharing its weights): latents to feature maps (batch, nfs[-1], h / 2**stages, ...)."
         return nn.Sequential(self.stem, *self.stages)

@@ -1,7 +1,14 @@
-import pytest, torch
+import io, os, struct, zlib
+import numpy as np, pytest, torch
 from torch.utils.data import DataLoader, TensorDataset
-from torchvision.io import encode_jpeg
+from PIL import Image
 from miniai.data import DataLoaders, photo_crops
+
+
+@pytest.fixture(autouse=True, scope='session')
+def cache_in_tmp(tmp_path_factory):
+    "miniai's caches (file lists) go to a temporary folder for the test run, not to the user's."
+    os.environ['MINIAI_CACHE'] = str(tmp_path_factory.mktemp('cache'))
 
 
 @pytest.fixture
@@ -41,5 +48,29 @@ def folder(tmp_path_factory):
     crops, _ = photo_crops(40, size=32, seed=0)
     for i, im in enumerate(crops):
         (d / f'sub{i % 3}').mkdir(exist_ok=True)
-        (d / f'sub{i % 3}' / f'{i:03d}.jpg').write_bytes(encode_jpeg(im, quality=90).numpy().tobytes())
+        Image.fromarray(im.permute(1, 2, 0).numpy()).save(d / f'sub{i % 3}' / f'{i:03d}.jpg', quality=90)
     return d
+
+
+def write_bad_corpus(folder, arr):
+    """Write the images a user's folder may hold into `folder`, from the HxWx3 uint8 array `arr`: those that must decode, and
+    those that must be refused with a message. Returns (decodable names, {refused name: what the message says})."""
+    Image.fromarray(arr).convert('CMYK').save(folder / 'cmyk.jpg')
+    Image.fromarray(arr[..., 0].astype(np.uint16) * 257).save(folder / 'sixteen.png')
+    Image.fromarray(arr).convert('RGBA').save(folder / 'rgba.png')  # opaque
+    Image.fromarray(arr).convert('L').save(folder / 'grey.png')
+    Image.fromarray(arr[:3, :4]).save(folder / 'tiny.png')
+    Image.fromarray(arr[:1, :1]).save(folder / 'one_pixel.png')
+    Image.fromarray(arr).save(folder / 'photo.bmp')
+    Image.fromarray(arr).save(folder / 'anim.gif', save_all=True, append_images=[Image.fromarray(255 - arr)])
+    Image.fromarray(arr).save(folder / 'photo.webp', lossless=True)
+    b = io.BytesIO(); Image.fromarray(arr).save(b, 'JPEG'); jpg = b.getvalue()
+    (folder / 'empty.jpg').write_bytes(b''); (folder / 'truncated.jpg').write_bytes(jpg[:len(jpg) // 2])
+    (folder / 'text.png').write_text('not an image'); (folder / 'text.jpg').write_text('not an image either')
+    def chunk(kind, data): return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+    (folder / 'bomb.png').write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 20_000, 20_000, 8, 2, 0, 0, 0))
+                                     + chunk(b'IDAT', zlib.compress(bytes(1000))) + chunk(b'IEND', b''))
+    good = ('cmyk.jpg', 'sixteen.png', 'rgba.png', 'grey.png', 'tiny.png', 'one_pixel.png', 'photo.bmp', 'anim.gif', 'photo.webp')
+    bad = {'empty.jpg': 'cannot decode this image (empty file)', 'truncated.jpg': 'cannot decode this image',
+           'text.png': 'not an image', 'text.jpg': 'not an image', 'bomb.png': 'refused as a decompression bomb'}
+    return good, bad

@@ -91,6 +91,10 @@ def test_two_processes(tmp_path):
     assert ranks[0]['weight'] == ranks[1]['weight']
     single = train_single(tmp_path)
     torch.testing.assert_close(torch.tensor(ranks[0]['weight']), single.weight.detach(), atol=1e-5, rtol=1e-5)
+    assert [r['checkpoint_writes'] for r in ranks] == [3 + 1 + 2, 0]  # only the main process writes checkpoints
+    for r in ranks: assert r['resumed'] == r['whole'] == ranks[0]['whole']  # every process resumes to the same weights
+    ck = torch.load(tmp_path / 'cut.pt', weights_only=True)
+    assert ck['epoch'] == 2 and set(ck['model']) == {'weight', 'bias'}  # the unwrapped model's names, loadable anywhere
 
 
 def test_make_trainer_by_name():

@@ -30,3 +30,12 @@ def test_augmentation_keeps_shape_and_dtype(dtype):
     assert changed.any(1).all()  # every item has a rectangle, of at most half of each side
     assert (changed.sum(1) <= 16 * 16).all()
     assert (RandErase(p=0.)(x) == x).all()
+
+
+def test_rand_erase_several_rectangles():
+    torch.manual_seed(0)
+    x = torch.randn(400, 1, 8, 8)
+    counts = {n: ((RandErase(p=1., max_frac=0.25, max_n=n)(x) != x)[:, 0].flatten(1).sum(1)) for n in (1, 4)}
+    assert (counts[1] <= 2 * 2).all() and (counts[4] <= 4 * 2 * 2).all()  # rectangles of at most a quarter of each side
+    assert counts[4].float().mean() > 1.5 * counts[1].float().mean()
+    assert (counts[4] > 2 * 2).any()  # more than one rectangle's worth happens

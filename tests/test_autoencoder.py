@@ -56,7 +56,7 @@ def test_training_resumes_exactly(tmp_path, fashion):
     whole, whole_cb = run()
     assert whole_cb.n_steps == 8 and sum('d' in d for d in whole_cb.log) == 6  # the discriminator joined at step 2
     run([CheckpointCB(tmp_path / 'ck.pt'), StopAfterEpoch()])
-    resumed, resumed_cb = run([CheckpointCB(tmp_path / 'ck.pt')])
+    resumed, resumed_cb = run([CheckpointCB(tmp_path / 'ck.pt', resume=True)])
     assert resumed_cb.n_steps == 8 and len(resumed_cb.log) == 8
     for a, b in zip([*whole.model.parameters(), *whole_cb.disc.parameters()], [*resumed.model.parameters(), *resumed_cb.disc.parameters()]):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)

@@ -15,7 +15,7 @@ def run(dls, path, n_epochs=4, extra=()):
     "Train with shuffling, dropout, one-cycle and EMA (everything that resuming must restore)."
     m = MetricsCB()
     learn = Learner(model_fn(), dls, F.mse_loss, lr=0.05, opt_func=optim.AdamW,
-                    cbs=[TrainCB(), m, one_cycle(0.05, n_epochs, dls), EMACB(0.9), CheckpointCB(path), *extra])
+                    cbs=[TrainCB(), m, one_cycle(0.05, n_epochs, dls), EMACB(0.9), CheckpointCB(path, resume=True), *extra])
     learn.fit(n_epochs)
     return [d['loss'] for d in m.history], learn
 
@@ -67,7 +67,15 @@ def test_unreadable_checkpoint_is_named(regression_dls, tmp_path):
     path = tmp_path / 'bad.pt'
     path.write_bytes(b'not a checkpoint')
     with pytest.raises(RuntimeError, match='bad.pt: cannot load'):
-        Learner(model_fn(), regression_dls, F.mse_loss, cbs=[TrainCB(), CheckpointCB(path)]).fit(1)
+        Learner(model_fn(), regression_dls, F.mse_loss, cbs=[TrainCB(), CheckpointCB(path, resume=True)]).fit(1)
+
+
+def test_resuming_is_asked_for(regression_dls, tmp_path):
+    path = tmp_path / 'ck.pt'
+    Learner(model_fn(), regression_dls, F.mse_loss, cbs=[TrainCB(), CheckpointCB(path)]).fit(2)
+    m = MetricsCB()
+    Learner(model_fn(), regression_dls, F.mse_loss, cbs=[TrainCB(), m, CheckpointCB(path)]).fit(2)
+    assert [d['epoch'] for d in m.history] == [0, 0, 1, 1]  # a fresh run, though a checkpoint was there
 
 
 def test_non_finite_guard(regression_dls, tmp_path):

@@ -1,4 +1,6 @@
-import json, subprocess, sys
+import json, re, subprocess, sys
+import pytest
+from PIL import Image
 
 
 def miniai(*args, cwd):
@@ -25,8 +27,30 @@ def test_missing_data_folder_is_one_clear_line(tmp_path):
 
 
 def test_bad_option_values(tmp_path):
-    r = miniai('classify', '--epochs', '0', cwd=tmp_path)
-    assert r.returncode == 2 and 'at least 1' in r.stderr
+    from miniai.cli import main
+    cases = [(('classify', '--epochs', '0'), '--epochs: 0 must be at least 1'), (('classify', '--lr', '0'), '--lr: 0 must be above 0'),
+             (('train', '--lr', '-1'), '--lr: -1 must be above 0'), (('train', '--lr', 'nan'), '--lr: nan must be above 0'),
+             (('train', '--bs', '2.5'), "--bs: '2.5' is not an integer"), (('train', '--size', '0'), '--size: 0 must be at least 1'),
+             (('sample', 'run', '--steps', '0'), '--steps: 0'), (('sample', 'run', '--eta', '-0.5'), '--eta: -0.5 must be at least 0'),
+             (('sample', 'run', '--guidance', 'inf'), '--guidance: inf'), (('fid', '--n', '1'), '--n: 1 must be at least 2'),
+             (('train', '--epochs', 'x'), "--epochs: 'x' is not an integer")]
+    for args, msg in cases:
+        with pytest.raises(SystemExit) as e: main(list(args))
+        assert e.value.code == 2, args
+    for args, msg in cases[:3]:  # and through the console script, one line on stderr
+        r = miniai(*args, cwd=tmp_path)
+        assert r.returncode == 2 and msg in r.stderr.strip().splitlines()[-1], (args, r.stderr[-500:])
+
+
+def test_help_shows_the_defaults(capsys):
+    from miniai.cli import main
+    with pytest.raises(SystemExit): main(['train', '--help'])
+    out = capsys.readouterr().out
+    entries = {e.split()[0]: ' '.join(e.split()) for e in re.split(r'\n(?=  -)', out.split('options:')[1]) if e.strip()}
+    for opt, default in [('--epochs', '5'), ('--bs', '64'), ('--lr', '0.005'), ('--seed', '42'), ('--model', 'unet'),
+                         ('--out', 'runs/diffusion'), ('--precision', 'auto'), ('--space', 'pixel')]:
+        assert entries[opt].endswith(f'(default: {default})'), entries[opt]
+    assert '(default: None)' not in out and '(default: False)' not in out
 
 
 def fashion_folder(path, n=48):
@@ -52,12 +76,44 @@ def test_train_sample_fid_end_to_end(tmp_path):
     r = miniai(*train, '--resume', cwd=tmp_path)  # a finished run resumes to nothing left to do
     assert r.returncode == 0 and 'resumed' in r.stdout, r.stderr[-2000:]
     r = miniai('sample', 'run', '--n', '6', '--steps', '3', cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0 and '[3/3' in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]  # with a progress bar
     assert len(list((tmp_path / 'run/samples').glob('0*.png'))) == 6 and (tmp_path / 'run/samples/grid.png').exists()
     r = miniai('fid', '--run', 'run', '--n', '8', '--steps', '3', cwd=tmp_path)
     assert r.returncode == 0 and 'FID' in r.stdout, r.stderr[-2000:]
     r = miniai('fid', '--folder', 'imgs', cwd=tmp_path)
     assert r.returncode == 0 and '48 images: FID' in r.stdout, r.stderr[-2000:]
+    r = miniai('fid', '--folder', 'run/samples', cwd=tmp_path)  # the samples, not the grid written beside them
+    assert r.returncode == 0 and '6 images: FID' in r.stdout, r.stderr[-2000:]
+    assert 'reference: packaged Fashion-MNIST sample, 3,615 training images' in r.stdout
+
+
+def test_skip_bad(tmp_path):
+    "A folder with every kind of bad file: each refused one is named, and --skip-bad trains on the rest."
+    import numpy as np
+    from conftest import write_bad_corpus
+    fashion_folder(tmp_path / 'imgs', n=24)
+    arr = np.repeat(np.asarray(Image.open(tmp_path / 'imgs/000.png').convert('L'))[..., None], 3, -1)
+    good, bad = write_bad_corpus(tmp_path / 'imgs', arr)
+    r = miniai('fid', '--folder', 'imgs', cwd=tmp_path)
+    assert r.returncode == 2 and '--skip-bad' in r.stderr.splitlines()[-1] and any(f'{n}: ' in r.stderr for n in bad)
+    r = miniai('fid', '--folder', 'imgs', '--skip-bad', cwd=tmp_path)
+    assert r.returncode == 0 and f'{24 + len(good)} images: FID' in r.stdout, r.stderr[-2000:]
+    assert f'skipped {len(bad)} undecodable file(s)' in r.stderr and all(n in r.stderr for n in bad)
+    r = miniai('train', '--data', 'imgs', '--channels', '1', '--bs', '8', '--epochs', '1', '--skip-bad', '--out', 'run', cwd=tmp_path)
+    assert r.returncode == 0 and f'imgs: {24 + len(good)} images' in r.stdout, r.stderr[-2000:]
+
+
+def test_fid_of_a_folder_streams_to_the_same_score(tmp_path):
+    import torch
+    from miniai.cli import fid, image_folder
+    from miniai.data import SAMPLE_DIR, load_fashion_mnist, fashion_diffusion_tensors
+    from miniai.fid import ImageEval, load_fashion_evaluator
+    fashion_folder(tmp_path / 'imgs', n=300)
+    res = fid(folder=tmp_path / 'imgs')
+    ie = ImageEval(load_fashion_evaluator()[:-1], fashion_diffusion_tensors(load_fashion_mnist(SAMPLE_DIR, verbose=False))[0])
+    ds = image_folder(tmp_path / 'imgs', 32, 1)
+    x = torch.stack([ds[i] for i in range(len(ds))]) - 0.5  # all in memory at once
+    assert res['n'] == 300 and abs(res['fid'] - ie.fid(x)) < 1e-3 and abs(res['kid'] - ie.kid(x)) < 1e-4
 
 
 def test_killed_training_resumes_to_the_same_weights(tmp_path):
@@ -79,12 +135,30 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path):
     assert [h['epoch'] for h in json.loads((tmp_path / 'cut/history.json').read_text())] == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
+def test_one_train_per_run_folder(tmp_path):
+    import time
+    fashion_folder(tmp_path / 'imgs')
+    args = ('train', '--data', 'imgs', '--channels', '1', '--bs', '8', '--epochs', '50', '--out', 'run')
+    p = subprocess.Popen([sys.executable, '-c', 'from miniai.cli import main; main()', *args], cwd=tmp_path,
+                         env={'HF_HUB_OFFLINE': '1', 'PATH': '/usr/bin:/bin', 'MPLBACKEND': 'Agg', 'HOME': str(tmp_path)},
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not (tmp_path / 'run/config.json').exists() and p.poll() is None: time.sleep(0.05)
+        for extra in ((), ('--resume',)):
+            r = miniai(*args, *extra, cwd=tmp_path)
+            assert r.returncode == 2 and 'another `miniai train` is writing' in r.stderr.splitlines()[-1], r.stderr[-1000:]
+    finally: p.kill(); p.wait()
+    r = miniai('train', '--data', 'imgs', '--channels', '1', '--bs', '8', '--epochs', '1', '--out', 'run', '--resume', cwd=tmp_path)
+    assert r.returncode == 2 and 'another `miniai train`' not in r.stderr, r.stderr[-1000:]  # the killed run's lock went: the options
+    assert 'other epochs' in r.stderr or 'no checkpoint' in r.stderr          # are checked (and refused) under the lock
+
+
 def test_user_errors_are_one_line(tmp_path):
     (tmp_path / 'empty').mkdir()
     (tmp_path / 'bad').mkdir(); (tmp_path / 'bad/x.png').write_bytes(b'not a png')
     (tmp_path / 'run').mkdir(); (tmp_path / 'run/config.json').write_text('{}'); (tmp_path / 'run/checkpoint.pt').write_bytes(b'junk')
     cases = [(('train', '--data', 'nowhere'), 'no such folder'), (('train', '--data', 'empty'), 'no images'),
-             (('train', '--data', 'bad', '--channels', '1'), 'x.png: cannot decode'),
+             (('train', '--data', 'bad', '--channels', '1'), 'x.png: not an image'),
              (('train', '--data', 'empty', '--cond'), '--cond needs class labels'),
              (('train', '--out', 'fresh', '--resume'), 'no checkpoint to resume'),
              (('sample', 'nowhere'), 'not a `miniai train` run folder'), (('sample', 'run'), 'cannot load this checkpoint'),
@@ -106,7 +180,6 @@ def test_latent_space_train_sample_fid(tmp_path, vae_dir):
     assert r.returncode == 0 and 'resumed' in r.stdout, r.stderr[-2000:]  # the cached latents are reused
     r = miniai('sample', 'run', '--n', '4', '--steps', '3', cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    from PIL import Image
     assert Image.open(tmp_path / 'run/samples/0000.png').size == (32, 32)
     r = miniai('fid', '--run', 'run', '--n', '8', '--steps', '3', cwd=tmp_path)
     assert r.returncode == 0 and 'FID' in r.stdout, r.stderr[-2000:]

@@ -68,3 +68,12 @@ def test_image_eval_uses_the_model_in_eval_mode():
     ie = ImageEval(net, x, bs=7)
     assert not net.training
     torch.testing.assert_close(ie.features(x[:3]), ie.features(x)[:3])  # an item's features do not depend on its batch
+
+
+def test_reference_from_dataloaders_is_the_whole_training_set():
+    from torch.utils.data import DataLoader, TensorDataset
+    from miniai.data import DataLoaders
+    x = torch.randn(50, 3)
+    ie = ImageEval(lambda b: b, x, bs=8, device='cpu')
+    dls = DataLoaders(DataLoader(TensorDataset(x, torch.zeros(50)), 16, shuffle=True, drop_last=True), DataLoader(TensorDataset(x), 16))
+    torch.testing.assert_close(ie.features(dls), x)  # all 50 items, in order: not 48 shuffled ones

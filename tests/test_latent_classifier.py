@@ -65,6 +65,9 @@ def test_encode_folder_resumes_after_a_kill(tree, vae_dir, vae, tmp_path):
         np.testing.assert_allclose(za.astype(np.float32), zb.astype(np.float32), atol=2e-3, rtol=2e-3)  # one float16 step
     assert not list((tmp_path / 'part').rglob('*.tmp'))
     assert encode_folder(src, tmp_path / 'part', vae, size=64, progress=False) == 0
+    with pytest.raises(ValueError, match=r'encoded with other size \(size: 64 there, 32 asked\)'):
+        encode_folder(src, tmp_path / 'part', vae, size=32, progress=False)  # never a mix of two encodings
+    with pytest.raises(ValueError, match='dtype'): encode_folder(src, tmp_path / 'part', vae, size=64, dtype=np.float32, progress=False)
 
 
 def test_encode_folder_bad_image(tree, vae, tmp_path):

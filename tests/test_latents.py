@@ -39,6 +39,23 @@ def test_killed_cache_build_resumes_to_identical_bytes(folder, vae_dir, vae, tmp
     assert path.read_bytes() == (tmp_path / 'whole.npy').read_bytes()
     assert not (tmp_path / 'lat.npy.partial').exists() and json.loads(meta.read_text())['done'] == 40
     assert cache_latents(DataLoader(ds, 4), vae, path).filename == lat.filename  # complete: reopened, not rebuilt
+    np.testing.assert_array_equal(np.load(path), lat)  # a real .npy file
+
+
+def test_the_same_folder_however_named_and_read(folder, vae, tmp_path, monkeypatch):
+    monkeypatch.chdir(folder.parent)
+    cache_latents(DataLoader(ImageFolder(folder, size=32), 8), vae, tmp_path / 'lat.npy')
+    cache_latents(DataLoader(ImageFolder(folder.name, size=32), 8), vae, tmp_path / 'lat.npy')  # relative: the same source
+    with pytest.raises(ValueError, match='source'):  # squashed instead of cropped: other latents of the same files
+        cache_latents(DataLoader(ImageFolder(folder, size=32, crop=False), 8), vae, tmp_path / 'lat.npy')
+
+
+def test_a_cache_of_the_old_raw_format_is_refused(folder, vae, tmp_path):
+    ds = ImageFolder(folder, size=32)
+    cache_latents(DataLoader(ds, 8), vae, tmp_path / 'lat.npy')
+    meta = tmp_path / 'lat.npy.json'
+    m = json.loads(meta.read_text()); del m['format']; meta.write_text(json.dumps(m))
+    with pytest.raises(ValueError, match='format'): cache_latents(DataLoader(ds, 8), vae, tmp_path / 'lat.npy')
 
 
 def test_mismatched_cache_is_refused(folder, vae, tmp_path):

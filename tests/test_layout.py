@@ -3,7 +3,7 @@ import importlib, pytest
 
 MOVED = {'miniai.learner': {'conv': 'miniai.networks', 'cnn_classifier': 'miniai.networks'},
          'miniai.fid': {'ResBlock': 'miniai.networks'},
-         'miniai.latents': {**dict.fromkeys(('IMAGE_EXTS', 'FILE_LIST', 'list_images', 'ImageError', 'load_image', 'ImageFolder'),
+         'miniai.latents': {**dict.fromkeys(('IMAGE_EXTS', 'list_images', 'ImageError', 'load_image', 'ImageFolder'),
                                             'miniai.files'), 'SD_VAE': 'miniai.autoencoder', 'load_vae': 'miniai.autoencoder'},
          'miniai.latent_classifier': {'RandErase': 'miniai.augment', 'PreActBlock': 'miniai.networks',
                                       'LatentResNet': 'miniai.networks'}}

@@ -128,3 +128,23 @@ def test_progress_keeps_losses_on_the_device_until_it_shows_them(regression_dls)
     Learner(nn.Linear(3, 1), regression_dls, F.mse_loss, cbs=[TrainCB(), MetricsCB(), progress, pending]).fit(2)
     assert pending.seen == [1, 2, 3, 4] * 2  # gathered only at each epoch's end
     assert len(progress.losses) == 8 and all(isinstance(v, float) for v in progress.losses)
+
+
+def test_progress_counts_the_true_epochs_after_a_resume(regression_dls, tmp_path, capsys):
+    from miniai.callbacks import CheckpointCB
+    from miniai.learner import ProgressCB, CancelFitException
+    class StopAfter(Callback):
+        order = 100
+        def after_epoch(self, learn):
+            if learn.epoch == 2 and not learn.training: raise CancelFitException()
+    path = tmp_path / 'ck.pt'
+    def fit(*extra):
+        m = MetricsCB()
+        Learner(nn.Linear(3, 1), regression_dls, F.mse_loss, cbs=[TrainCB(), m, ProgressCB(), CheckpointCB(path, resume=True), *extra]).fit(5)
+        return m
+    fit(StopAfter())
+    capsys.readouterr()
+    m = fit()
+    assert [d['epoch'] for d in m.history] == [3, 3, 4, 4]
+    out = capsys.readouterr().out
+    assert 'Epoch 4/5' in out and 'Epoch 1/' not in out
