@@ -109,7 +109,7 @@ def load_image(path, size, crop=True, channels=3):
     im = decode_with_alpha(path, channels).float() / 255
     im, alpha = im[:-1], im[-1:]
     if (alpha < 1).any():
-        warnings.warn("composited images with transparent pixels on a white background (warned once)", stacklevel=2)
+        warnings.warn("composited images with transparent pixels on a white background", stacklevel=2)
         im = im * alpha + (1 - alpha)
     if crop: return center_crop(resize(im, size, antialias=True), size).clamp(0, 1)
     return resize(im, [size, size], antialias=True).clamp(0, 1)

@@ -8,7 +8,7 @@ import hashlib, json, os
 from pathlib import Path
 import numpy as np, torch
 from torch.utils.data import DataLoader, Subset, SequentialSampler
-from .core import def_device, moved
+from .core import cache_dir, def_device, moved
 from .files import download, extract_tar, write_json
 
 # %% auto #0
@@ -96,10 +96,10 @@ def latent_stats(lat, chunk=4096):
 # %% ../nbs/10_latents.ipynb #33bf7082
 LSUN_BEDROOMS = 'https://s3.amazonaws.com/fast-ai-imageclas/bedroom.tgz'
 
-def lsun_bedrooms(root='~/.cache/miniai'):
-    """The LSUN bedrooms 20% sample as an image folder under `root`, downloaded and extracted on first use; an
-    interrupted download resumes, an interrupted extraction starts again (a marker file records a complete one)."""
-    root = Path(root).expanduser()
+def lsun_bedrooms(root=None):
+    """The LSUN bedrooms 20% sample as an image folder under `root` (default: `cache_dir()`), downloaded and extracted on
+    first use; an interrupted download resumes, an interrupted extraction starts again (a marker file records a complete one)."""
+    root = Path(root).expanduser() if root else cache_dir()
     done = root / 'bedroom.extracted'
     if not done.exists():
         extract_tar(download(LSUN_BEDROOMS, root / 'bedroom.tgz'), root)
