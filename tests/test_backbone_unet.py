@@ -28,11 +28,21 @@ def test_starts_as_the_classifier_body_and_predicts_zero():
     assert model.stem is clf.stem  # shared, so the pretrained weights are the ones trained
 
 
-def test_learns_the_time_and_output_layers():
+def test_learns_to_use_the_noise_level():
+    "The time modulation starts at zero (any t gives the classifier's features) and is learned: then t changes the output."
+    torch.manual_seed(0)
     model = BackboneUNet(classifier(), attn_chans=8)
-    x = torch.randn(4, 2, 8, 8)
-    nn.functional.mse_loss(model(x, torch.rand(4)), torch.randn_like(x)).backward()
-    assert model.conv_out[-1].weight.grad.abs().sum() > 0
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    for _ in range(5):
+        x = torch.randn(16, 2, 8, 8)
+        nn.functional.mse_loss(model(x, torch.rand(16)), torch.randn_like(x)).backward()
+        opt.step(); opt.zero_grad()
+    assert all(f.weight.abs().sum() > 0 for f in model.films)
+    model.eval()
+    x = torch.randn(2, 2, 8, 8)
+    with torch.no_grad():
+        feats = [model.down(x, embed(model, torch.full((2,), t)))[-1] for t in (0.1, 0.9)]
+    assert not torch.allclose(*feats)
 
 
 def run(model, epochs, freeze, cbs=()):
