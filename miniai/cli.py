@@ -25,6 +25,7 @@ from .learner import Learner, Callback, TrainCB, DeviceCB, MetricsCB, ProgressCB
 from torcheval.metrics import MulticlassAccuracy  # after miniai.learner, which imports torcheval without its FutureWarning
 from .callbacks import one_cycle, init_weights
 from .diffusion import noisify_collate, noisify_cond_collate, sample, diffusion_learner
+from .karras import SAMPLERS, EpsDenoiser, sample_karras
 from .unet import EmbUNetModel
 from .simple_diffusion import SimpleDiffusion
 from .fid import load_fashion_evaluator, ImageEval, feature_stats, fid_from_stats, kid_from_features
@@ -219,9 +220,13 @@ def load_run(run):
     model.load_state_dict(ck['model'])
     return model.eval().to(def_device), cfg
 
-def generate(run, n=64, steps=50, eta=1., seed=0, guidance=1., cls=None):
-    "`n` samples of a run's model in [-0.5, 0.5], with `cls` (default: every class in turn) and `guidance` for a conditional run."
+def generate(run, n=64, steps=50, eta=1., seed=0, guidance=1., cls=None, sampler='ddim'):
+    """`n` samples of a run's model in [-0.5, 0.5], with `cls` (default: every class in turn) and `guidance` for a conditional
+    run, by `sampler`: 'ddim' (`eta` its fresh noise) or a name in `miniai.karras.SAMPLERS` over Karras levels ('euler_a'
+    takes `eta` too)."""
     model, cfg = load_run(run)
+    if sampler not in ('ddim', *SAMPLERS): raise UsageError(f"--sampler {sampler}: pick one of ddim, {', '.join(SAMPLERS)}.")
+    if eta != 1 and sampler not in ('ddim', 'euler_a'): raise UsageError(f"--eta is for ddim and euler_a: {sampler} adds no noise.")
     if not cfg['cond'] and (guidance != 1 or cls is not None):
         raise UsageError(f"{run} is unconditional: --guidance and --class need a run trained with --cond.")
     cond = None
@@ -230,8 +235,13 @@ def generate(run, n=64, steps=50, eta=1., seed=0, guidance=1., cls=None):
         cond = torch.arange(n, device=def_device) % 10 if cls is None else torch.full((n,), cls, device=def_device)
     c, s, lat = cfg['channels'], cfg['size'], cfg.get('latent')
     shape, clamp = (lat['shape'], lat['clamp']) if lat else ((c, s, s), (-0.5, 0.5))
-    x = sample(model, (n, *shape), steps=steps, eta=eta, clamp=clamp, cond=cond, guidance_scale=guidance,
-               generator=torch.Generator(def_device).manual_seed(seed), progress=True)
+    gen = torch.Generator(def_device).manual_seed(seed)
+    if sampler == 'ddim':
+        x = sample(model, (n, *shape), steps=steps, eta=eta, clamp=clamp, cond=cond, guidance_scale=guidance, generator=gen,
+                   progress=True)
+    else:  # the denoiser unclamped, as in k-diffusion (the Karras notebook measures both); the samples clamped to the range
+        x = sample_karras(EpsDenoiser(model, cond=cond, guidance_scale=guidance), (n, *shape), sampler, steps, eta=eta,
+                          generator=gen, progress=True).clamp(*clamp)
     if lat is None: return x.cpu()
     from miniai.latents import decode_latents
     return decode_latents(open_vae(cfg['vae']), x, lat['std'], lat['mean']).cpu() - 0.5
@@ -244,18 +254,18 @@ def write_samples(x, out):
     save_image(x + 0.5, out / GRID, nrow=int(len(x) ** 0.5 + 0.5), padding=1)
     for i, im in enumerate(x): save_image(im + 0.5, out / f'{i:04d}.png')
 
-def fid(run=None, folder=None, n=500, steps=50, seed=0, skip_bad=False):
+def fid(run=None, folder=None, n=500, steps=50, seed=0, skip_bad=False, sampler='ddim'):
     """FID and KID of `n` samples of a run, or of the images in `folder` (but a `GRID` file, as `miniai sample` writes one
     beside its samples), with the library's evaluator against a pinned reference: the 3,615 training images of the packaged
     Fashion-MNIST sample, whatever `load_fashion_mnist` would load, so that scores compare across machines. `skip_bad` as
-    for `train`."""
+    for `train`; `sampler` as for `generate`."""
     if (run is None) == (folder is None): raise UsageError("give either --run or --folder.")
     if run is not None:
         cfg = json.loads((Path(run) / 'config.json').read_text()) if (Path(run) / 'config.json').exists() else None
         if cfg and (cfg['channels'], cfg['size']) != (1, 32):
             raise UsageError(f"{run} makes {cfg['channels']}x{cfg['size']}x{cfg['size']} images; the evaluator scores 1x32x32 "
                              "Fashion-MNIST-like images.")
-        x = generate(run, n, steps, seed=seed)
+        x = generate(run, n, steps, seed=seed, sampler=sampler)
         n_images = len(x)
     else:  # read in batches as the features are computed: a folder need not fit in memory
         ds = image_folder(folder, 32, 1, leave_out=(GRID,), on_error='skip' if skip_bad else 'raise')
@@ -293,6 +303,7 @@ def main(argv=None):
     sub = p.add_subparsers(dest='command', required=True)
     cmd = partial(sub.add_parser, formatter_class=DefaultsHelp)
     count, positive = at_least(int, 1), at_least(float, 0, above=True)
+    samplers, sampler_help = ('ddim', *SAMPLERS), 'DDIM (steps even in time) or a Karras sampler (the Karras notebook)'
     t = cmd('train', help='train a diffusion model (default: on the packaged Fashion-MNIST sample)')
     t.add_argument('--data', default=None, help='an image folder (default: the Fashion-MNIST sample, or $MINIAI_FASHION_MNIST)')
     t.add_argument('--model', choices=('unet', 'simple'), default='unet', help='the U-Net or simple diffusion')
@@ -315,8 +326,10 @@ def main(argv=None):
     s = cmd('sample', help="write a grid and single images from a run's model")
     s.add_argument('run', help='a `miniai train` run folder')
     s.add_argument('--n', type=count, default=64, help='number of images')
-    s.add_argument('--steps', type=count, default=50, help='DDIM steps')
-    s.add_argument('--eta', type=at_least(float, 0), default=1., help='DDIM eta: 1 stochastic (DDPM-like), 0 deterministic')
+    s.add_argument('--sampler', choices=samplers, default='ddim', help=sampler_help)
+    s.add_argument('--steps', type=count, default=50, help='sampling steps (model calls; heun: two a step but the last)')
+    s.add_argument('--eta', type=at_least(float, 0), default=1.,
+                   help='fresh noise of ddim and euler_a: 1 stochastic (DDPM-like), 0 deterministic')
     s.add_argument('--seed', type=int, default=0, help='random seed')
     s.add_argument('--guidance', type=at_least(float, 0), default=1., help='classifier-free guidance scale (conditional runs)')
     s.add_argument('--class', dest='cls', type=int, default=None, help='the class to draw (conditional runs; default: all)')
@@ -326,7 +339,8 @@ def main(argv=None):
     f.add_argument('--folder', default=None, help='a folder of images to score')
     f.add_argument('--skip-bad', action='store_true', help='leave out images of --folder that cannot be decoded (one warning names them)')
     f.add_argument('--n', type=at_least(int, 2), default=500, help='samples to draw from --run')
-    f.add_argument('--steps', type=count, default=50, help='DDIM steps for --run')
+    f.add_argument('--sampler', choices=samplers, default='ddim', help=f'{sampler_help}, for --run')
+    f.add_argument('--steps', type=count, default=50, help='sampling steps for --run')
     f.add_argument('--seed', type=int, default=0, help='random seed for --run')
     c = cmd('classify', help='train the Fashion-MNIST classifier and plot its metrics')
     c.add_argument('--out', default='runs/classifier', help='output folder')
@@ -345,8 +359,8 @@ def main(argv=None):
                   args.channels, args.cond, args.resume, args.space, args.vae, args.skip_bad)
         elif args.command == 'sample':
             out = Path(args.out or Path(args.run) / 'samples')
-            write_samples(generate(args.run, args.n, args.steps, args.eta, args.seed, args.guidance, args.cls), out)
+            write_samples(generate(args.run, args.n, args.steps, args.eta, args.seed, args.guidance, args.cls, args.sampler), out)
             print(f"wrote {out}/grid.png and {args.n} images")
-        elif args.command == 'fid': fid(args.run, args.folder, args.n, args.steps, args.seed, args.skip_bad)
+        elif args.command == 'fid': fid(args.run, args.folder, args.n, args.steps, args.seed, args.skip_bad, args.sampler)
     except (UsageError, FileNotFoundError, IDXError, ImageError) as e:
         p.exit(2, f'miniai: error: {e}\n')

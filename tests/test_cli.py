@@ -32,7 +32,7 @@ def test_bad_option_values(tmp_path):
              (('train', '--lr', '-1'), '--lr: -1 must be above 0'), (('train', '--lr', 'nan'), '--lr: nan must be above 0'),
              (('train', '--bs', '2.5'), "--bs: '2.5' is not an integer"), (('train', '--size', '0'), '--size: 0 must be at least 1'),
              (('sample', 'run', '--steps', '0'), '--steps: 0'), (('sample', 'run', '--eta', '-0.5'), '--eta: -0.5 must be at least 0'),
-             (('sample', 'run', '--guidance', 'inf'), '--guidance: inf'), (('fid', '--n', '1'), '--n: 1 must be at least 2'),
+             (('sample', 'run', '--guidance', 'inf'), '--guidance: inf'), (('sample', 'run', '--sampler', 'ddpm'), "--sampler: invalid choice: 'ddpm'"), (('fid', '--n', '1'), '--n: 1 must be at least 2'),
              (('train', '--epochs', 'x'), "--epochs: 'x' is not an integer")]
     for args, msg in cases:
         with pytest.raises(SystemExit) as e: main(list(args))
@@ -80,6 +80,13 @@ def test_train_sample_fid_end_to_end(tmp_path):
     assert len(list((tmp_path / 'run/samples').glob('0*.png'))) == 6 and (tmp_path / 'run/samples/grid.png').exists()
     r = miniai('fid', '--run', 'run', '--n', '8', '--steps', '3', cwd=tmp_path)
     assert r.returncode == 0 and 'FID' in r.stdout, r.stderr[-2000:]
+    r = miniai('sample', 'run', '--n', '3', '--steps', '4', '--sampler', 'dpmpp_2m', '--out', 'k', cwd=tmp_path)
+    assert r.returncode == 0 and '[4/4' in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    assert len(list((tmp_path / 'k').glob('0*.png'))) == 3
+    r = miniai('fid', '--run', 'run', '--n', '8', '--steps', '2', '--sampler', 'heun', cwd=tmp_path)
+    assert r.returncode == 0 and '8 images: FID' in r.stdout, r.stderr[-2000:]
+    r = miniai('sample', 'run', '--sampler', 'heun', '--eta', '0.5', cwd=tmp_path)
+    assert r.returncode == 2 and '--eta is for ddim and euler_a: heun adds no noise' in r.stderr.splitlines()[-1]
     r = miniai('fid', '--folder', 'imgs', cwd=tmp_path)
     assert r.returncode == 0 and '48 images: FID' in r.stdout, r.stderr[-2000:]
     r = miniai('fid', '--folder', 'run/samples', cwd=tmp_path)  # the samples, not the grid written beside them
