@@ -112,7 +112,7 @@ def test_skip_bad(tmp_path):
 
 def test_fid_of_a_folder_streams_to_the_same_score(tmp_path):
     import torch
-    from miniai.cli import fid, image_folder
+    from miniai.jobs import fid, image_folder
     from miniai.data import SAMPLE_DIR, load_fashion_mnist, fashion_diffusion_tensors
     from miniai.fid import ImageEval, load_fashion_evaluator
     fashion_folder(tmp_path / 'imgs', n=300)
@@ -206,3 +206,11 @@ def test_latent_space_mistakes_are_one_line(tmp_path):
     assert r.returncode == 2 and 'cannot load this autoencoder' in r.stderr.splitlines()[-1]
     r = miniai('train', '--space', 'latent', '--data', '.', '--size', '30', '--out', 'c', cwd=tmp_path)
     assert r.returncode == 2 and 'multiple of 4' in r.stderr.splitlines()[-1]
+
+
+def test_help_answers_without_importing_torch():
+    "`miniai --help` and option mistakes are answered by the standard library alone; the jobs import PyTorch when they run."
+    code = ("import sys\nfrom miniai.cli import main\ntry: main(['train', '--help'])\nexcept SystemExit: pass\n"
+            "print(sorted(m for m in ('torch', 'miniai.jobs', 'diffusers', 'datasets') if m in sys.modules))")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == '[]', r.stdout[-500:] + r.stderr[-500:]
