@@ -1,5 +1,6 @@
 """Diffusion throughput on this machine, side by side in one run:
-training images/s of miniai's EmbUNetModel against diffusers' UNet2DModel of similar size (fp32 and bf16 autocast),
+training images/s of miniai's EmbUNetModel against diffusers' UNet2DModel of similar size (fp32 and bf16 autocast, each
+in the default and the channels_last memory format),
 their achieved GFLOP/s against the measured matmul peaks, and the DDIM sampler's overhead over the bare model calls
 (against a diffusers DDIMScheduler loop on the same model). Prints tables; writes bench/results/diffusion.json.
 
@@ -40,10 +41,13 @@ def matmul_peak(dtype, n):
     return 2 * n ** 3 / min(timed(lambda: a @ b, 1) for _ in range(3)) / 1e9
 
 
-def train_row(name, model, bs, steps, dtype):
+def train_row(name, model, bs, steps, dtype, channels_last):
     torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
     x0 = torch.rand(bs, 1, 32, 32) - 0.5
     (xt, t), eps = noisify(x0)
+    xt = xt.contiguous(memory_format=fmt)
     opt = torch.optim.AdamW(model.parameters(), 1e-4)
     def step():
         with torch.autocast('cpu', dtype=torch.bfloat16, enabled=dtype == 'bf16'):
@@ -51,7 +55,7 @@ def train_row(name, model, bs, steps, dtype):
         loss.backward(); opt.step(); opt.zero_grad()
     with FlopCounterMode(display=False) as fc: step()
     secs = timed(step, steps)
-    return {'model': name, 'dtype': dtype, 'params': sum(p.numel() for p in model.parameters()), 'ms_per_step': secs * 1e3,
+    return {'model': name, 'dtype': dtype, 'channels_last': channels_last, 'params': sum(p.numel() for p in model.parameters()), 'ms_per_step': secs * 1e3,
             'images_per_s': bs / secs, 'gflop_per_image': fc.get_total_flops() / bs / 1e9, 'gflop_per_s': fc.get_total_flops() / secs / 1e9}
 
 
@@ -87,17 +91,18 @@ def main():
     peaks = {'fp32': matmul_peak(torch.float32, 1024), 'bf16': matmul_peak(torch.bfloat16, 256)}
     rows = []
     for dtype in ('fp32', 'bf16'):
-        for name, make in (('miniai EmbUNetModel', lambda: EmbUNetModel(**UNET)), ('diffusers UNet2DModel', DiffusersUNet)):
-            torch.manual_seed(0)
-            rows.append(train_row(name, make(), a.bs, a.steps if dtype == 'fp32' else 2, dtype))
+        for cl in (False, True):
+            for name, make in (('miniai EmbUNetModel', lambda: EmbUNetModel(**UNET)), ('diffusers UNet2DModel', DiffusersUNet)):
+                torch.manual_seed(0)
+                rows.append(train_row(name, make(), a.bs, a.steps if dtype == 'fp32' else 2, dtype, cl))
     for r in rows: r['pct_of_matmul_peak'] = 100 * r['gflop_per_s'] / peaks[r['dtype']]
     torch.manual_seed(0)
     samp = sampler_rows(EmbUNetModel(**UNET), a.bs, a.sample_steps)
     print(f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
           f"matmul peak fp32 {peaks['fp32']:.1f}, bf16 {peaks['bf16']:.2f} GFLOP/s; batch {a.bs}, 32x32x1")
-    print(f"{'model':24}{'dtype':>6}{'params':>11}{'ms/step':>9}{'img/s':>8}{'GFLOP/img':>10}{'GFLOP/s':>9}{'% peak':>8}")
+    print(f"{'model':24}{'dtype':>6}{'ch_last':>8}{'params':>11}{'ms/step':>9}{'img/s':>8}{'GFLOP/img':>10}{'GFLOP/s':>9}{'% peak':>8}")
     for r in rows:
-        print(f"{r['model']:24}{r['dtype']:>6}{r['params']:>11,}{r['ms_per_step']:9.0f}{r['images_per_s']:8.1f}"
+        print(f"{r['model']:24}{r['dtype']:>6}{str(r['channels_last']):>8}{r['params']:>11,}{r['ms_per_step']:9.0f}{r['images_per_s']:8.1f}"
               f"{r['gflop_per_image']:10.3f}{r['gflop_per_s']:9.1f}{r['pct_of_matmul_peak']:8.1f}")
     print(f"\nsampling {samp['batch']} images, {samp['steps']} DDIM steps: one forward {samp['model_forward_ms']:.1f} ms; "
           f"miniai sample {samp['miniai_sample_s']:.2f} s (x{samp['miniai_overhead']:.3f} of steps x forward); "

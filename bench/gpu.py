@@ -1,6 +1,6 @@
 """GPU throughput, side by side in one run on one CUDA device: training images/s of miniai's EmbUNetModel and diffusers'
 UNet2DModel of matched size (bench/diffusion.py's pair) in bf16 autocast, without and with channels_last (and with
---compile, torch.compile, its compile time stated); sampling images/s of DDIM (50 steps, miniai's `sample` against
+--compile, channels_last compiled by torch.compile, its compile time in the first step); sampling images/s of DDIM (50 steps, miniai's `sample` against
 diffusers' DDIMPipeline with the matched UNet2DModel) and of DPM++ 2M (20 steps); peak memory of each. Prints a table;
 writes bench/results/gpu.json.
 
@@ -83,8 +83,8 @@ def main():
     dev = torch.device(a.device)
     if dev.type == 'cuda': torch.backends.cudnn.benchmark = True
     name = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else platform.processor() or platform.machine()
-    train = [train_row(m, make, a.bs, a.steps, dev, cl, comp)
-             for comp in ((False, True) if a.compile else (False,)) for cl in (False, True)
+    variants = [(False, False), (True, False)] + ([(True, True)] if a.compile else [])  # (channels_last, compile)
+    train = [train_row(m, make, a.bs, a.steps, dev, cl, comp) for cl, comp in variants
              for m, make in (('miniai EmbUNetModel', lambda: EmbUNetModel(**UNET)), ('diffusers UNet2DModel', DiffusersUNet))]
     samp = sample_rows(a.sample_n, a.sample_steps, dev)
     mib = lambda v: '-' if v is None else f'{v:.0f}'

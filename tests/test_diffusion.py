@@ -122,7 +122,9 @@ def test_diffusion_learner_trains_as_the_hand_built_learner(tmp_path):
             learn = diffusion_learner(model(), dls, 1e-2, 2, precision='fp32', checkpoint=tmp_path / 'ck.pt', cbs=rec)
         learn.fit(2)
         runs.append(rec.losses)
-    assert len(runs[0]) == 2 * (3 + 1) and runs[0] == runs[1]
+    assert len(runs[0]) == 2 * (3 + 1)
+    # equal on the CPU; a GPU's kernels may sum in another order from run to run (seen: 6e-8 apart on an H200)
+    torch.testing.assert_close(torch.tensor(runs[0]), torch.tensor(runs[1]), rtol=1e-5, atol=0)
     assert torch.load(tmp_path / 'ck.pt', weights_only=True)['epoch'] == 1
     names = [type(cb).__name__ for cb in diffusion_learner(model(), dls, 1e-2, 2, precision='fp32', n_inp=3).cbs]
     assert names[:5] == ['TrainCB', 'DeviceCB', 'MetricsCB', 'ProgressCB', 'BatchSchedCB'] and 'CheckpointCB' not in names
