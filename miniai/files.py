@@ -11,7 +11,6 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 from torchvision.transforms.functional import resize, center_crop, pil_to_tensor
-from torchcodec.decoders import decode_image
 from PIL import Image
 from .core import cache_dir
 
@@ -89,6 +88,7 @@ SKIP_HINT = "Delete or replace it, or skip such files (on_error='skip'; --skip-b
 def decode_with_alpha(path, channels=3):
     """The image at `path` as uint8 of shape (channels + 1, H, W), RGB (or grey with `channels=1`) and then opacity; the
     first frame of an animation. TorchCodec decodes JPEG, PNG, WebP and GIF; Pillow the formats TorchCodec lacks (BMP)."""
+    from torchcodec.decoders import decode_image  # here, not at the top: its native libraries load when an image is decoded
     data = Path(path).read_bytes()
     if not data: raise ImageError(f"{path}: cannot decode this image (empty file). {SKIP_HINT}")
     try: pil = Image.open(io.BytesIO(data))  # reads the header only: refuses a size no one should decode

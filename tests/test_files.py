@@ -104,3 +104,11 @@ def test_checked_folder_fails_before_any_work(tmp_path):
     (tmp_path / 'b.png').write_bytes(b'not a png')
     assert len(ImageFolder(tmp_path, size=8)) == 2  # unchecked: b.png fails only when read
     with pytest.raises(ImageError, match='b.png: not an image'): ImageFolder(tmp_path, size=8, check=True)
+
+
+def test_training_imports_no_image_decoder():
+    "Diffusion training and sampling import neither TorchCodec nor the datasets library: only decoding a file needs them."
+    import subprocess, sys
+    code = ("import sys, miniai.diffusion, miniai.unet, miniai.karras, miniai.simple_diffusion; "
+            "print(sorted(m for m in ('torchcodec', 'datasets') if m in sys.modules))")
+    assert subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.strip() == '[]'
