@@ -55,8 +55,8 @@ def train_row(name, model, bs, steps, dtype, channels_last):
         loss.backward(); opt.step(); opt.zero_grad()
     with FlopCounterMode(display=False) as fc: step()
     secs = timed(step, steps)
-    return {'model': name, 'dtype': dtype, 'channels_last': channels_last, 'params': sum(p.numel() for p in model.parameters()), 'ms_per_step': secs * 1e3,
-            'images_per_s': bs / secs, 'gflop_per_image': fc.get_total_flops() / bs / 1e9, 'gflop_per_s': fc.get_total_flops() / secs / 1e9}
+    return {'model': name, 'dtype': dtype, 'channels_last': channels_last, 'params': sum(p.numel() for p in model.parameters()),
+            'ms_per_step': secs * 1e3, 'images_per_s': bs / secs, 'gflop_per_image': fc.get_total_flops() / bs / 1e9, 'gflop_per_s': fc.get_total_flops() / secs / 1e9}
 
 
 @torch.no_grad()
@@ -102,8 +102,8 @@ def main():
           f"matmul peak fp32 {peaks['fp32']:.1f}, bf16 {peaks['bf16']:.2f} GFLOP/s; batch {a.bs}, 32x32x1")
     print(f"{'model':24}{'dtype':>6}{'ch_last':>8}{'params':>11}{'ms/step':>9}{'img/s':>8}{'GFLOP/img':>10}{'GFLOP/s':>9}{'% peak':>8}")
     for r in rows:
-        print(f"{r['model']:24}{r['dtype']:>6}{str(r['channels_last']):>8}{r['params']:>11,}{r['ms_per_step']:9.0f}{r['images_per_s']:8.1f}"
-              f"{r['gflop_per_image']:10.3f}{r['gflop_per_s']:9.1f}{r['pct_of_matmul_peak']:8.1f}")
+        print(f"{r['model']:24}{r['dtype']:>6}{str(r['channels_last']):>8}{r['params']:>11,}{r['ms_per_step']:9.0f}"
+              f"{r['images_per_s']:8.1f}{r['gflop_per_image']:10.3f}{r['gflop_per_s']:9.1f}{r['pct_of_matmul_peak']:8.1f}")
     print(f"\nsampling {samp['batch']} images, {samp['steps']} DDIM steps: one forward {samp['model_forward_ms']:.1f} ms; "
           f"miniai sample {samp['miniai_sample_s']:.2f} s (x{samp['miniai_overhead']:.3f} of steps x forward); "
           f"diffusers DDIMScheduler loop {samp['diffusers_loop_s']:.2f} s (x{samp['diffusers_overhead']:.3f})")

@@ -1,8 +1,8 @@
 """GPU throughput, side by side in one run on one CUDA device: training images/s of miniai's EmbUNetModel and diffusers'
 UNet2DModel of matched size (bench/diffusion.py's pair) in bf16 autocast, without and with channels_last (and with
---compile, channels_last compiled by torch.compile, its compile time in the first step); sampling images/s of DDIM (50 steps, miniai's `sample` against
-diffusers' DDIMPipeline with the matched UNet2DModel) and of DPM++ 2M (20 steps); peak memory of each. Prints a table;
-writes bench/results/gpu.json.
+--compile, channels_last compiled by torch.compile, its compile time in the first step); sampling images/s of DDIM
+(50 steps, miniai's `sample` against diffusers' DDIMPipeline with the matched UNet2DModel) and of DPM++ 2M (20 steps);
+peak memory of each. Prints a table; writes bench/results/gpu.json.
 
     python bench/gpu.py [--bs 256] [--steps 20] [--compile]
     python bench/gpu.py --device cpu --bs 8 --steps 1 --sample-n 4 --sample-steps 2   # checks the script without a GPU
