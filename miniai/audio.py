@@ -14,9 +14,10 @@ from .data import hub_reachable
 from .files import list_images
 
 # %% auto #0
-__all__ = ['AUDIO_EXTS', 'BIRDCALLS', 'SPECIES', 'MelConfig', 'mel_filters', 'mel_power', 'power_to_bytes', 'audio_to_image',
-           'image_to_audio', 'magnitude_convergence', 'spectral_convergence', 'AudioError', 'load_audio', 'AudioFolder',
-           'HubAudio', 'load_birdcalls', 'synthetic_call', 'synthetic_calls']
+__all__ = ['AUDIO_EXTS', 'BIRDCALLS', 'SPECIES', 'MEL_64', 'MelConfig', 'mel_filters', 'mel_power', 'power_to_bytes',
+           'audio_to_image', 'image_to_audio', 'magnitude_convergence', 'spectral_convergence', 'AudioError',
+           'load_audio', 'AudioFolder', 'HubAudio', 'load_birdcalls', 'synthetic_call', 'synthetic_calls',
+           'synthetic_spectrograms']
 
 # %% ../nbs/13_audio_diffusion.ipynb #bfed5fdb
 @dataclass(frozen=True)
@@ -179,3 +180,11 @@ def synthetic_calls(n, cfg=MelConfig(), seed=0):
     rng = np.random.default_rng(seed)
     species = np.arange(n) % len(SPECIES)
     return np.stack([synthetic_call(s, cfg, rng) for s in species]), torch.from_numpy(species)
+
+def synthetic_spectrograms(n, cfg=MelConfig(), seed=0):
+    "The spectrogram images (n, 1, n_mels, frames) of `synthetic_calls(n, cfg, seed)`, and their species."
+    clips, species = synthetic_calls(n, cfg, seed)
+    return torch.stack([audio_to_image(c, cfg) for c in clips]), species
+
+# %% ../nbs/13_audio_diffusion.ipynb #acdd2f87
+MEL_64 = MelConfig(n_mels=64, frames=64, hop=2500, n_fft=4096)  # 64x64 images of the same 5 s, to train on a CPU
