@@ -49,38 +49,53 @@ def cache_latents(dl, vae, path, dtype=np.float32):
     """Encode the images of `dl` (batches in [0, 1], in a fixed order; a tensor or a tuple whose first item is the images)
     with `vae`'s posterior mean into a `.npy` file at `path`, written through a memory map and returned as one, read-only
     (`np.load(path, mmap_mode='r')` opens it later). Resumes an interrupted build; refuses a cache whose metadata (`path` +
-    '.json') differs from what is asked for."""
+    '.json') differs from what is asked for. Under `torchrun` or `accelerate launch` (a `torch.distributed` process group
+    initialised), each process encodes every `world_size`-th batch from its rank with its own `vae`, into the same file."""
     path = Path(path)
-    partial, meta_path = path.with_name(path.name + '.partial'), path.with_name(path.name + '.json')
+    partial, meta_path, done_path = (path.with_name(path.name + s) for s in ('.partial', '.json', '.done.npy'))
     if not isinstance(dl.sampler, SequentialSampler):
         raise ValueError("cache_latents needs the images in a fixed order: build the DataLoader without shuffle.")
-    ds, n = dl.dataset, len(dl.dataset)
+    ds, n, bs = dl.dataset, len(dl.dataset), dl.batch_size
     x0 = ds[0][0] if isinstance(ds[0], (tuple, list)) else ds[0]
     f = 2 ** (len(vae.config.block_out_channels) - 1)
     want = dict(shape=[n, vae.config.latent_channels, x0.shape[-2] // f, x0.shape[-1] // f], dtype=np.dtype(dtype).str,
                 source=source_id(ds), vae=vae_name(vae), format='npy')
-    done = 0
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
         diff = [k for k in want if meta.get(k) != want[k]]
         if diff: raise ValueError(f"{meta_path}: this cache holds other {', '.join(diff)} ("
                                   + '; '.join(f'{k}: {meta.get(k)} here, {want[k]} asked' for k in diff)
                                   + f"). Delete {path.name}* or choose another path.")
-        done = meta['done']
-        if done == n and path.exists(): return np.load(path, mmap_mode='r')
-        if not partial.exists(): done = 0
-    mm = np.lib.format.open_memmap(partial, mode='r+' if done else 'w+', dtype=dtype, shape=tuple(want['shape']))
-    rest = DataLoader(Subset(ds, range(done, n)), dl.batch_size, num_workers=dl.num_workers, collate_fn=dl.collate_fn)
+        if path.exists(): return np.load(path, mmap_mode='r')
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
+    barrier = torch.distributed.barrier if distributed else lambda: None
+    barrier()  # every process has read the metadata before the first one writes
+    if rank == 0 and not (partial.exists() and done_path.exists()):  # a new build (or one from before the .done file)
+        np.lib.format.open_memmap(partial, mode='w+', dtype=dtype, shape=tuple(want['shape'])).flush()
+        np.lib.format.open_memmap(done_path, mode='w+', dtype=np.uint8, shape=(n,)).flush()
+        write_json(meta_path, want)
+    barrier()
+    mm, done = np.load(partial, mmap_mode='r+'), np.load(done_path, mmap_mode='r+')
+    ids = np.arange(n)
+    todo = ids[((ids // bs) % world == rank) & (done == 0)]  # whole batches, as an unbroken build would have them
+    rest = DataLoader(Subset(ds, todo.tolist()), bs, num_workers=dl.num_workers, collate_fn=dl.collate_fn)
     device = next(vae.parameters()).device
-    for xb in rest:
+    for items, xb in zip(np.array_split(todo, range(bs, len(todo), bs)), rest):
         if isinstance(xb, (tuple, list)): xb = xb[0]
         z = vae.encode(xb.to(device) * 2 - 1).latent_dist.mean
-        mm[done:done + len(z)] = z.float().cpu().numpy().astype(dtype)
-        mm.flush()
-        done += len(z)
-        write_json(meta_path, dict(want, done=done))
+        mm[items] = z.float().cpu().numpy().astype(dtype)
+        mm.flush()  # the latents are on disk before they are marked done
+        done[items] = 1
+        done.flush()
     del mm
-    os.replace(partial, path)
+    barrier()
+    if rank == 0:
+        if not done.all(): raise RuntimeError(f"{partial}: {n - int(done.sum())} items were not encoded; run again to finish.")
+        os.replace(partial, path)
+        done_path.unlink()
+    del done
+    barrier()
     return np.load(path, mmap_mode='r')
 
 def latent_stats(lat, chunk=4096):

@@ -20,26 +20,62 @@ cache_latents(DataLoader(ds, 4), AutoencoderKL.from_pretrained(sys.argv[2]).eval
 """
 
 
+def items_done(path):
+    "How many items the interrupted cache build at `path` has recorded as encoded (0 before it has begun)."
+    try: return int(np.load(path.with_name(path.name + '.done.npy')).sum())
+    except (FileNotFoundError, ValueError): return 0
+
+
 def test_killed_cache_build_resumes_to_identical_bytes(folder, vae_dir, vae, tmp_path):
     path = tmp_path / 'lat.npy'
     p = subprocess.Popen([sys.executable, '-c', BUILD, str(folder), str(vae_dir), str(path)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    meta = tmp_path / 'lat.npy.json'
     t0 = time.time()
-    while time.time() - t0 < 120:
-        if meta.exists() and json.loads(meta.read_text())['done'] >= 8: break
-        time.sleep(0.02)
+    while time.time() - t0 < 120 and items_done(path) < 8: time.sleep(0.02)
     p.kill(); p.wait()
-    done = json.loads(meta.read_text())['done']
-    assert 8 <= done < 40 and not path.exists() and (tmp_path / 'lat.npy.partial').exists()
+    assert 8 <= items_done(path) < 40 and not path.exists() and (tmp_path / 'lat.npy.partial').exists()
     ds = ImageFolder(folder, size=32)
     lat = cache_latents(DataLoader(ds, 4), vae, path)
     whole = cache_latents(DataLoader(ds, 4), vae, tmp_path / 'whole.npy')
     assert lat.shape == (40, 4, 4, 4) and lat.mode == 'r'
     assert path.read_bytes() == (tmp_path / 'whole.npy').read_bytes()
-    assert not (tmp_path / 'lat.npy.partial').exists() and json.loads(meta.read_text())['done'] == 40
+    assert not (tmp_path / 'lat.npy.partial').exists() and not (tmp_path / 'lat.npy.done.npy').exists()
     assert cache_latents(DataLoader(ds, 4), vae, path).filename == lat.filename  # complete: reopened, not rebuilt
     np.testing.assert_array_equal(np.load(path), lat)  # a real .npy file
+
+
+SPLIT_BUILD = """
+import os, sys, torch
+from torch.utils.data import DataLoader
+from miniai.files import ImageFolder
+from miniai.latents import cache_latents
+from diffusers import AutoencoderKL
+class DiesInRank1(ImageFolder):
+    def __getitem__(self, i):
+        if i == 20 and os.environ['RANK'] == '1' and sys.argv[4] == 'die': raise SystemExit('killed')
+        return super().__getitem__(i)
+torch.distributed.init_process_group('gloo')
+cache_latents(DataLoader(DiesInRank1(sys.argv[1], size=32), 4), AutoencoderKL.from_pretrained(sys.argv[2]).eval(), sys.argv[3])
+torch.distributed.destroy_process_group()
+"""
+
+
+def test_two_processes_split_the_cache_and_resume_exactly(folder, vae_dir, vae, tmp_path):
+    script = tmp_path / 'build.py'
+    script.write_text(SPLIT_BUILD)
+    def build(path, how):
+        return subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+                               str(script), str(folder), str(vae_dir), str(path), how], capture_output=True, text=True, timeout=300)
+    cut = tmp_path / 'cut.npy'
+    r = build(cut, 'die')  # rank 1 dies reading the first item of its third batch
+    assert r.returncode != 0 and not cut.exists() and 8 <= items_done(cut) < 40, r.stderr[-2000:]
+    r = build(cut, 'resume')
+    assert r.returncode == 0 and not (tmp_path / 'cut.npy.done.npy').exists(), r.stderr[-2000:]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as torchrun's processes have it, so the sums round the same way
+    try: cache_latents(DataLoader(ImageFolder(folder, size=32), 4), vae, tmp_path / 'one.npy')
+    finally: torch.set_num_threads(threads)
+    assert cut.read_bytes() == (tmp_path / 'one.npy').read_bytes()  # the same bytes as one process building it unbroken
 
 
 def test_the_same_folder_however_named_and_read(folder, vae, tmp_path, monkeypatch):
