@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_callbacks.ipynb #bf979f9b
 from __future__ import annotations
-import random
+import math, random
 from functools import partial
 from pathlib import Path
 import numpy as np, torch, matplotlib.pyplot as plt
@@ -133,9 +133,13 @@ class EpochSchedCB(BaseSchedCB):
     def after_epoch(self, learn): self._step(learn)
 
 def one_cycle(max_lr, n_epochs, dls, **kwargs):
-    "A `BatchSchedCB` running torch's `OneCycleLR` up to `max_lr` over `n_epochs` of `dls.train`."
-    return BatchSchedCB(partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=max_lr,
-                                total_steps=n_epochs * len(dls.train), **kwargs))
+    """A `BatchSchedCB` running torch's `OneCycleLR` up to `max_lr` over `n_epochs` of `dls.train`; when `fit` runs in
+    several processes (`AccelerateCB`), over the share of its batches each process gets."""
+    def sched(opt):
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=n_epochs * math.ceil(len(dls.train) / world),
+                                                   **kwargs)
+    return BatchSchedCB(sched)
 
 # %% ../nbs/03_callbacks.ipynb #ab9828aa
 def lr_of(cb, learn):

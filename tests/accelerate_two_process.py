@@ -7,7 +7,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 import miniai.callbacks
-from miniai.callbacks import CheckpointCB
+from miniai.callbacks import CheckpointCB, one_cycle
 from miniai.learner import Learner, Callback, CancelFitException
 from miniai.accel import AccelerateCB
 from miniai.data import DataLoaders
@@ -48,8 +48,8 @@ class Seen(Callback):
 if __name__ == '__main__':
     x, y = make_data()
     dl = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)  # 8 per process, 16 in all
-    acc_cb, seen = AccelerateCB(cpu=True), Seen()
-    learn = Learner(make_model(), DataLoaders(dl, dl), F.mse_loss, lr=0.1, cbs=[acc_cb, seen])
+    acc_cb, seen, dls = AccelerateCB(cpu=True), Seen(), DataLoaders(dl, dl)
+    learn = Learner(make_model(), dls, F.mse_loss, lr=0.1, cbs=[acc_cb, seen, one_cycle(0.1, 3, dls)])  # over each one's 4 batches
     learn.fit(3, valid=False)
     rank = acc_cb.acc.process_index
     out = {'num_processes': acc_cb.acc.num_processes, 'seen': sorted(set(seen.items)),

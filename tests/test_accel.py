@@ -3,7 +3,7 @@ from pathlib import Path
 from torch import nn
 import torch.nn.functional as F
 from miniai.learner import Learner, Callback, TrainCB
-from miniai.callbacks import CheckpointCB
+from miniai.callbacks import CheckpointCB, one_cycle
 from miniai.accel import MixedPrecision, native_amp_dtype
 from miniai.data import DataLoaders
 
@@ -73,13 +73,13 @@ def train_single(path):
     from accelerate_two_process import make_data, make_model
     x, y = make_data()
     dl = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
-    model = make_model()
-    Learner(model, DataLoaders(dl, dl), F.mse_loss, lr=0.1, cbs=[TrainCB()]).fit(3, valid=False)
+    model, dls = make_model(), DataLoaders(dl, dl)
+    Learner(model, dls, F.mse_loss, lr=0.1, cbs=[TrainCB(), one_cycle(0.1, 3, dls)]).fit(3, valid=False)
     return model
 
 
 def test_two_processes(tmp_path):
-    "Two CPU processes (torchrun, gloo): different shards, averaged gradients, identical weights, = one process."
+    "Two CPU processes (torchrun, gloo): different shards, averaged gradients, one-cycle over each one's share of the batches, identical weights, = one process."
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MINIAI_OUT': str(tmp_path)}
     r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
                         str(HERE / 'accelerate_two_process.py')], env=env, capture_output=True, text=True, timeout=300)
