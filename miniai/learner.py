@@ -135,7 +135,7 @@ class SingleBatchCB(Callback):
 # %% ../nbs/02_learner.ipynb #c25a1ed7
 class MetricsCB(Callback):
     "Average torcheval metrics and the loss over each epoch; log them and keep them in `history`."
-    order = 30
+    order = 15  # before a checkpoint (20): a file written from the metrics is never behind the saved epoch
     def __init__(self, *ms, **metrics):
         for o in ms: metrics[type(o).__name__] = o
         self.metrics = metrics
@@ -162,7 +162,7 @@ class MetricsCB(Callback):
 # %% ../nbs/02_learner.ipynb #6787ae46
 class ProgressCB(Callback):
     "Progress bars, a results table and (with `plot`) a live plot of training and validation loss."
-    order = MetricsCB.order + 1
+    order = 30  # after the metrics, and after a resumed checkpoint (20) has set the epochs left
     def __init__(self, plot=False, plot_every=1.): self.plot, self.plot_every = plot, plot_every
 
     def before_fit(self, learn):
