@@ -1,8 +1,8 @@
 """Data-parallel training with Accelerate: `miniai train`'s U-Net on the Fashion-MNIST sample, fp32, in one process and
 in two (torchrun, gloo) at the same global batch, learning rate, epochs and seed. Reports training images/s of each and
 both loss curves (per epoch, training and a validation loss on fixed noise), and writes bench/results/data_parallel.json.
-On a CPU the two processes share its cores (each gets half the threads), so the speed-up measures the overhead of
-gradient all-reduce and of running two smaller batches; on a machine with one GPU per process it is the scaling.
+On a CPU the two processes share its cores (each gets half the threads), so the ratio compares splitting the work (half
+batches, a gradient all-reduce each step) with one process's own threading; with one GPU per process it is the scaling.
 
     python bench/data_parallel.py [--epochs 2] [--bs 64]
 """
