@@ -36,6 +36,7 @@ def main(argv=None):
     cmd = partial(sub.add_parser, formatter_class=DefaultsHelp)
     count, positive = at_least(int, 1), at_least(float, 0, above=True)
     samplers, sampler_help = SAMPLER_NAMES, 'DDIM (steps even in time) or a Karras sampler (the Karras notebook)'
+    channels_last_help = 'run the model in the channels_last memory format (often faster on CPUs)'
     t = cmd('train', help='train a diffusion model (default: on the packaged Fashion-MNIST sample)')
     t.add_argument('--data', default=None, help='an image folder (default: the Fashion-MNIST sample, or $MINIAI_FASHION_MNIST)')
     t.add_argument('--model', choices=('unet', 'simple'), default='unet', help='the U-Net or simple diffusion')
@@ -55,6 +56,9 @@ def main(argv=None):
     t.add_argument('--skip-bad', action='store_true', help='leave out images of --data that cannot be decoded (one warning names them)')
     t.add_argument('--out', default='runs/diffusion', help='run folder')
     t.add_argument('--resume', action='store_true', help="continue the run in --out from its last checkpoint")
+    t.add_argument('--channels-last', action='store_true', help=channels_last_help)
+    t.add_argument('--compile', action='store_true', help='torch.compile the model (needs a C compiler; the first steps '
+                   'compile for a minute or more)')
     s = cmd('sample', help="write a grid and single images from a run's model")
     s.add_argument('run', help='a `miniai train` run folder')
     s.add_argument('--n', type=count, default=64, help='number of images')
@@ -66,6 +70,7 @@ def main(argv=None):
     s.add_argument('--guidance', type=at_least(float, 0), default=1., help='classifier-free guidance scale (conditional runs)')
     s.add_argument('--class', dest='cls', type=int, default=None, help='the class to draw (conditional runs; default: all)')
     s.add_argument('--out', default=None, help='output folder (default: RUN/samples)')
+    s.add_argument('--channels-last', action='store_true', help=channels_last_help)
     f = cmd('fid', help="FID and KID of a run's samples or an image folder (Fashion-MNIST evaluator)")
     f.add_argument('--run', default=None, help='a `miniai train` run folder to sample from')
     f.add_argument('--folder', default=None, help='a folder of images to score')
@@ -74,6 +79,7 @@ def main(argv=None):
     f.add_argument('--sampler', choices=samplers, default='ddim', help=f'{sampler_help}, for --run')
     f.add_argument('--steps', type=count, default=50, help='sampling steps for --run')
     f.add_argument('--seed', type=int, default=0, help='random seed for --run')
+    f.add_argument('--channels-last', action='store_true', help=f'{channels_last_help}, for --run')
     c = cmd('classify', help='train the Fashion-MNIST classifier and plot its metrics')
     c.add_argument('--out', default='runs/classifier', help='output folder')
     c.add_argument('--epochs', type=count, default=5, help='passes over the training images')
@@ -89,11 +95,13 @@ def main(argv=None):
         if args.command == 'classify': jobs.classify(args.out, args.epochs, args.bs, args.lr, args.seed, args.data)
         elif args.command == 'train':
             jobs.train(args.out, args.data, args.model, args.epochs, args.bs, args.lr, args.precision, args.seed, args.size,
-                  args.channels, args.cond, args.resume, args.space, args.vae, args.skip_bad)
+                  args.channels, args.cond, args.resume, args.space, args.vae, args.skip_bad, args.channels_last, args.compile)
         elif args.command == 'sample':
             out = Path(args.out or Path(args.run) / 'samples')
-            jobs.write_samples(jobs.generate(args.run, args.n, args.steps, args.eta, args.seed, args.guidance, args.cls, args.sampler), out)
+            jobs.write_samples(jobs.generate(args.run, args.n, args.steps, args.eta, args.seed, args.guidance, args.cls, args.sampler,
+                                             args.channels_last), out)
             print(f"wrote {out}/grid.png and {args.n} images")
-        elif args.command == 'fid': jobs.fid(args.run, args.folder, args.n, args.steps, args.seed, args.skip_bad, args.sampler)
+        elif args.command == 'fid':
+            jobs.fid(args.run, args.folder, args.n, args.steps, args.seed, args.skip_bad, args.sampler, args.channels_last)
     except (jobs.UsageError, FileNotFoundError, jobs.IDXError, jobs.ImageError) as e:
         p.exit(2, f'miniai: error: {e}\n')

@@ -135,12 +135,14 @@ def run_lock(out):
         yield
 
 def train(out='runs/diffusion', data=None, model='unet', epochs=5, bs=64, lr=5e-3, precision='auto', seed=42,
-          size=32, channels=3, cond=False, resume=False, space='pixel', vae=None, skip_bad=False):
+          size=32, channels=3, cond=False, resume=False, space='pixel', vae=None, skip_bad=False, channels_last=False,
+          compile=False):
     """Train a diffusion model on the packaged Fashion-MNIST (`data=None`) or an image folder; write `config.json`,
     `checkpoint.pt` (every epoch), `history.json` and `loss.png` to `out`. `resume` continues an interrupted run in `out`
     (same options), as if it had not stopped. `space='latent'` trains on the latents of the autoencoder `vae` (default:
     the shipped Fashion-MNIST one), cached in `out` and normalised per channel. `skip_bad` leaves out images of a folder
-    that cannot be decoded, with one warning naming them."""
+    that cannot be decoded, with one warning naming them. `channels_last` trains in that memory format (often faster on
+    CPUs); `compile` compiles the model with `torch.compile` (or with the backend it names)."""
     from miniai.autoencoder import FASHION_VAE
     out = Path(out)
     if data is None: channels, size = 1, 32
@@ -196,7 +198,9 @@ def train(out='runs/diffusion', data=None, model='unet', epochs=5, bs=64, lr=5e-
         dls = DataLoaders(DataLoader(train_ds, bs, shuffle=True, drop_last=len(train_ds) >= bs, collate_fn=collate, num_workers=workers),
                           DataLoader(valid_ds, bs * 2, collate_fn=collate, num_workers=workers))
         write_json(cfg_path, cfg)
-        learn = diffusion_learner(build_model(cfg), dls, lr, epochs, precision, n_inp=3 if cond else 2, checkpoint=ck, resume=resume,
+        net = build_model(cfg).to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        if compile: net.compile(backend='inductor' if compile is True else compile)  # in place: the state dict keeps its keys
+        learn = diffusion_learner(net, dls, lr, epochs, precision, n_inp=3 if cond else 2, checkpoint=ck, resume=resume,
                                   cbs=HistoryCB(out / 'history.json'))
         t0 = time.perf_counter()
         try: learn.fit(epochs)
@@ -206,8 +210,8 @@ def train(out='runs/diffusion', data=None, model='unet', epochs=5, bs=64, lr=5e-
         print(f"trained {epochs} epochs in {time.perf_counter() - t0:.0f} s; wrote {out}/checkpoint.pt, config.json, history.json, loss.png")
         return learn.metrics.history
 
-def load_run(run):
-    "The trained model in a run folder (eval mode, on `def_device`) and its config."
+def load_run(run, channels_last=False):
+    "The trained model in a run folder (eval mode, on `def_device`, in the channels_last memory format if asked) and its config."
     run = Path(run)
     try: cfg = json.loads((run / 'config.json').read_text())
     except FileNotFoundError: raise UsageError(f"{run}: no config.json, so not a `miniai train` run folder.") from None
@@ -216,13 +220,13 @@ def load_run(run):
                                             "Train again, or resume the run.") from e
     model = build_model(cfg)
     model.load_state_dict(ck['model'])
-    return model.eval().to(def_device), cfg
+    return model.eval().to(def_device, memory_format=torch.channels_last if channels_last else torch.contiguous_format), cfg
 
-def generate(run, n=64, steps=50, eta=1., seed=0, guidance=1., cls=None, sampler='ddim'):
+def generate(run, n=64, steps=50, eta=1., seed=0, guidance=1., cls=None, sampler='ddim', channels_last=False):
     """`n` samples of a run's model in [-0.5, 0.5], with `cls` (default: every class in turn) and `guidance` for a conditional
     run, by `sampler`: 'ddim' (`eta` its fresh noise) or a name in `miniai.karras.SAMPLERS` over Karras levels ('euler_a'
-    takes `eta` too)."""
-    model, cfg = load_run(run)
+    takes `eta` too), with the model in the channels_last memory format if `channels_last`."""
+    model, cfg = load_run(run, channels_last)
     if sampler not in ('ddim', *SAMPLERS): raise UsageError(f"--sampler {sampler}: pick one of ddim, {', '.join(SAMPLERS)}.")
     if eta != 1 and sampler not in ('ddim', 'euler_a'): raise UsageError(f"--eta is for ddim and euler_a: {sampler} adds no noise.")
     if not cfg['cond'] and (guidance != 1 or cls is not None):
@@ -252,18 +256,18 @@ def write_samples(x, out):
     save_image(x + 0.5, out / GRID, nrow=int(len(x) ** 0.5 + 0.5), padding=1)
     for i, im in enumerate(x): save_image(im + 0.5, out / f'{i:04d}.png')
 
-def fid(run=None, folder=None, n=500, steps=50, seed=0, skip_bad=False, sampler='ddim'):
+def fid(run=None, folder=None, n=500, steps=50, seed=0, skip_bad=False, sampler='ddim', channels_last=False):
     """FID and KID of `n` samples of a run, or of the images in `folder` (but a `GRID` file, as `miniai sample` writes one
     beside its samples), with the library's evaluator against a pinned reference: the 3,615 training images of the packaged
     Fashion-MNIST sample, whatever `load_fashion_mnist` would load, so that scores compare across machines. `skip_bad` as
-    for `train`; `sampler` as for `generate`."""
+    for `train`; `sampler` and `channels_last` as for `generate`."""
     if (run is None) == (folder is None): raise UsageError("give either --run or --folder.")
     if run is not None:
         cfg = json.loads((Path(run) / 'config.json').read_text()) if (Path(run) / 'config.json').exists() else None
         if cfg and (cfg['channels'], cfg['size']) != (1, 32):
             raise UsageError(f"{run} makes {cfg['channels']}x{cfg['size']}x{cfg['size']} images; the evaluator scores 1x32x32 "
                              "Fashion-MNIST-like images.")
-        x = generate(run, n, steps, seed=seed, sampler=sampler)
+        x = generate(run, n, steps, seed=seed, sampler=sampler, channels_last=channels_last)
         n_images = len(x)
     else:  # read in batches as the features are computed: a folder need not fit in memory
         ds = image_folder(folder, 32, 1, leave_out=(GRID,), on_error='skip' if skip_bad else 'raise')

@@ -80,10 +80,10 @@ def test_train_sample_fid_end_to_end(tmp_path):
     assert len(list((tmp_path / 'run/samples').glob('0*.png'))) == 6 and (tmp_path / 'run/samples/grid.png').exists()
     r = miniai('fid', '--run', 'run', '--n', '8', '--steps', '3', cwd=tmp_path)
     assert r.returncode == 0 and 'FID' in r.stdout, r.stderr[-2000:]
-    r = miniai('sample', 'run', '--n', '3', '--steps', '4', '--sampler', 'dpmpp_2m', '--out', 'k', cwd=tmp_path)
+    r = miniai('sample', 'run', '--n', '3', '--steps', '4', '--sampler', 'dpmpp_2m', '--out', 'k', '--channels-last', cwd=tmp_path)
     assert r.returncode == 0 and '[4/4' in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
     assert len(list((tmp_path / 'k').glob('0*.png'))) == 3
-    r = miniai('fid', '--run', 'run', '--n', '8', '--steps', '2', '--sampler', 'heun', cwd=tmp_path)
+    r = miniai('fid', '--run', 'run', '--n', '8', '--steps', '2', '--sampler', 'heun', '--channels-last', cwd=tmp_path)
     assert r.returncode == 0 and '8 images: FID' in r.stdout, r.stderr[-2000:]
     r = miniai('sample', 'run', '--sampler', 'heun', '--eta', '0.5', cwd=tmp_path)
     assert r.returncode == 2 and '--eta is for ddim and euler_a: heun adds no noise' in r.stderr.splitlines()[-1]
@@ -96,18 +96,47 @@ def test_train_sample_fid_end_to_end(tmp_path):
 
 def test_skip_bad(tmp_path):
     "A folder with every kind of bad file: each refused one is named, and --skip-bad trains on the rest."
-    import numpy as np
+    import numpy as np, torch
     from conftest import write_bad_corpus
     fashion_folder(tmp_path / 'imgs', n=24)
-    arr = np.repeat(np.asarray(Image.open(tmp_path / 'imgs/000.png').convert('L'))[..., None], 3, -1)
+    with Image.open(tmp_path / 'imgs/000.png') as im: arr = np.repeat(np.asarray(im.convert('L'))[..., None], 3, -1)
     good, bad = write_bad_corpus(tmp_path / 'imgs', arr)
     r = miniai('fid', '--folder', 'imgs', cwd=tmp_path)
     assert r.returncode == 2 and '--skip-bad' in r.stderr.splitlines()[-1] and any(f'{n}: ' in r.stderr for n in bad)
     r = miniai('fid', '--folder', 'imgs', '--skip-bad', cwd=tmp_path)
     assert r.returncode == 0 and f'{24 + len(good)} images: FID' in r.stdout, r.stderr[-2000:]
     assert f'skipped {len(bad)} undecodable file(s)' in r.stderr and all(n in r.stderr for n in bad)
-    r = miniai('train', '--data', 'imgs', '--channels', '1', '--bs', '8', '--epochs', '1', '--skip-bad', '--out', 'run', cwd=tmp_path)
+    r = miniai('train', '--data', 'imgs', '--channels', '1', '--bs', '8', '--epochs', '1', '--skip-bad', '--channels-last',
+               '--out', 'run', cwd=tmp_path)
     assert r.returncode == 0 and f'imgs: {24 + len(good)} images' in r.stdout, r.stderr[-2000:]
+    w = torch.load(tmp_path / 'run/checkpoint.pt', weights_only=True)['model']['downs.1.resnets.0.conv1.2.weight']
+    assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()  # --channels-last reached the model
+
+
+def test_channels_last_and_compile_learn_what_a_plain_run_learns(tmp_path):
+    """The speed options change how the model runs, not what it learns: `channels_last` weights and samples match a plain
+    run's to rounding (kernels sum in another order), and a compiled run (dynamo's 'eager' backend: the same tracing as
+    `--compile`, without building kernels) matches it exactly and saves a checkpoint a plain model loads."""
+    import torch
+    from torch._dynamo.utils import counters
+    from miniai.jobs import train, generate, load_run
+    fashion_folder(tmp_path / 'imgs', n=32)
+    opts = dict(data=tmp_path / 'imgs', channels=1, bs=8, epochs=1)
+    train(tmp_path / 'plain', **opts)
+    train(tmp_path / 'cl', channels_last=True, **opts)
+    counters.clear()
+    train(tmp_path / 'compiled', compile='eager', **opts)
+    assert counters['stats']['unique_graphs'] > 0  # dynamo traced the model
+    plain, cl, compiled = (torch.load(tmp_path / d / 'checkpoint.pt', weights_only=True)['model'] for d in ('plain', 'cl', 'compiled'))
+    assert plain.keys() == cl.keys() == compiled.keys()
+    w = 'downs.1.resnets.0.conv1.2.weight'  # a 3x3 convolution of 16 to 32 channels: its layout shows the memory format
+    assert cl[w].is_contiguous(memory_format=torch.channels_last) and not cl[w].is_contiguous() and plain[w].is_contiguous()
+    assert load_run(tmp_path / 'plain', channels_last=True)[0].state_dict()[w].is_contiguous(memory_format=torch.channels_last)
+    for k in plain:
+        torch.testing.assert_close(cl[k], plain[k], rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(compiled[k], plain[k], rtol=0, atol=0)
+    x, y = (generate(tmp_path / 'plain', n=4, steps=3, channels_last=c) for c in (False, True))
+    torch.testing.assert_close(y, x, rtol=1e-4, atol=1e-5)
 
 
 def test_fid_of_a_folder_streams_to_the_same_score(tmp_path):
@@ -187,7 +216,7 @@ def test_latent_space_train_sample_fid(tmp_path, vae_dir):
     assert r.returncode == 0 and 'resumed' in r.stdout, r.stderr[-2000:]  # the cached latents are reused
     r = miniai('sample', 'run', '--n', '4', '--steps', '3', cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert Image.open(tmp_path / 'run/samples/0000.png').size == (32, 32)
+    with Image.open(tmp_path / 'run/samples/0000.png') as im: assert im.size == (32, 32)
     r = miniai('fid', '--run', 'run', '--n', '8', '--steps', '3', cwd=tmp_path)
     assert r.returncode == 0 and 'FID' in r.stdout, r.stderr[-2000:]
     # another autoencoder from a local folder: SD-shaped, RGB, 4 latent channels
@@ -196,7 +225,8 @@ def test_latent_space_train_sample_fid(tmp_path, vae_dir):
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((tmp_path / 'rgb/config.json').read_text())['latent']['shape'] == [4, 4, 4]
     r = miniai('sample', 'rgb', '--n', '2', '--steps', '2', cwd=tmp_path)
-    assert r.returncode == 0 and Image.open(tmp_path / 'rgb/samples/0000.png').mode == 'RGB', r.stderr[-2000:]
+    assert r.returncode == 0, r.stderr[-2000:]
+    with Image.open(tmp_path / 'rgb/samples/0000.png') as im: assert im.mode == 'RGB'
 
 
 def test_latent_space_mistakes_are_one_line(tmp_path):
