@@ -36,7 +36,7 @@ def test_killed_cache_build_resumes_to_identical_bytes(folder, vae_dir, vae, tmp
     assert 8 <= items_done(path) < 40 and not path.exists() and (tmp_path / 'lat.npy.partial').exists()
     ds = ImageFolder(folder, size=32)
     lat = cache_latents(DataLoader(ds, 4), vae, path)
-    whole = cache_latents(DataLoader(ds, 4), vae, tmp_path / 'whole.npy')
+    cache_latents(DataLoader(ds, 4), vae, tmp_path / 'whole.npy')  # the same build, never stopped
     assert lat.shape == (40, 4, 4, 4) and lat.mode == 'r'
     assert path.read_bytes() == (tmp_path / 'whole.npy').read_bytes()
     assert not (tmp_path / 'lat.npy.partial').exists() and not (tmp_path / 'lat.npy.done.npy').exists()
