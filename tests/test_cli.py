@@ -189,7 +189,16 @@ def test_one_train_per_run_folder(tmp_path):
     assert 'other epochs' in r.stderr or 'no checkpoint' in r.stderr          # are checked (and refused) under the lock
 
 
-def test_user_errors_are_one_line(tmp_path):
+def fails_in_one_line(args, msg, capsys):
+    "Run the command in this process (no start-up to pay) and check that it exits with 2 and ends stderr with `msg`'s line."
+    from miniai.cli import main
+    with pytest.raises(SystemExit) as e: main(list(args))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and msg in err.strip().splitlines()[-1], (args, err[-1000:])
+
+
+def test_user_errors_are_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
     (tmp_path / 'empty').mkdir()
     (tmp_path / 'bad').mkdir(); (tmp_path / 'bad/x.png').write_bytes(b'not a png')
     (tmp_path / 'run').mkdir(); (tmp_path / 'run/config.json').write_text('{}'); (tmp_path / 'run/checkpoint.pt').write_bytes(b'junk')
@@ -199,10 +208,10 @@ def test_user_errors_are_one_line(tmp_path):
              (('train', '--out', 'fresh', '--resume'), 'no checkpoint to resume'),
              (('sample', 'nowhere'), 'not a `miniai train` run folder'), (('sample', 'run'), 'cannot load this checkpoint'),
              (('fid',), 'either --run or --folder'), (('sample', 'run', '--n', '0'), 'at least 1')]
-    for args, msg in cases:
-        r = miniai(*args, cwd=tmp_path)
-        assert r.returncode == 2, (args, r.stderr[-1000:])
-        assert msg in r.stderr.strip().splitlines()[-1], (args, r.stderr[-1000:])
+    for args, msg in cases: fails_in_one_line(args, msg, capsys)
+    args, msg = cases[2]  # an undecodable image, once more through the console script: one line, no traceback
+    r = miniai(*args, cwd=tmp_path)
+    assert r.returncode == 2 and msg in r.stderr.strip().splitlines()[-1], r.stderr[-1000:]
 
 
 def test_latent_space_train_sample_fid(tmp_path, vae_dir):
@@ -229,13 +238,11 @@ def test_latent_space_train_sample_fid(tmp_path, vae_dir):
     with Image.open(tmp_path / 'rgb/samples/0000.png') as im: assert im.mode == 'RGB'
 
 
-def test_latent_space_mistakes_are_one_line(tmp_path):
-    r = miniai('train', '--vae', 'somewhere', '--out', 'a', cwd=tmp_path)
-    assert r.returncode == 2 and '--space latent' in r.stderr.splitlines()[-1]
-    r = miniai('train', '--space', 'latent', '--vae', str(tmp_path / 'nowhere'), '--out', 'b', cwd=tmp_path)
-    assert r.returncode == 2 and 'cannot load this autoencoder' in r.stderr.splitlines()[-1]
-    r = miniai('train', '--space', 'latent', '--data', '.', '--size', '30', '--out', 'c', cwd=tmp_path)
-    assert r.returncode == 2 and 'multiple of 4' in r.stderr.splitlines()[-1]
+def test_latent_space_mistakes_are_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    fails_in_one_line(('train', '--vae', 'somewhere', '--out', 'a'), '--space latent', capsys)
+    fails_in_one_line(('train', '--space', 'latent', '--vae', str(tmp_path / 'nowhere'), '--out', 'b'), 'cannot load this autoencoder', capsys)
+    fails_in_one_line(('train', '--space', 'latent', '--data', '.', '--size', '30', '--out', 'c'), 'multiple of 4', capsys)
 
 
 def test_help_answers_without_importing_torch():
