@@ -1,45 +1,69 @@
 import json, re, subprocess, sys
-import pytest
+from functools import partial
+from types import SimpleNamespace
+import pytest, torch
 from PIL import Image
 
 
-def miniai(*args, cwd):
-    return subprocess.run([sys.executable, '-c', 'from miniai.cli import main; main()', *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300, env={'HF_HUB_OFFLINE': '1', 'PATH': '/usr/bin:/bin',
-                                                                           'MPLBACKEND': 'Agg', 'HOME': str(cwd)})
+def console(*args, cwd, background=False):
+    """Run the `miniai` command in a new Python process, as the console script does, offline: its exit code, stdout and
+    stderr; or, `background`, the running process (its output discarded). It gets this process's thread count, so that a
+    run it starts and one finished here sum in the same order."""
+    cmd = [sys.executable, '-c', 'from miniai.cli import main; main()', *args]
+    env = {'HF_HUB_OFFLINE': '1', 'PATH': '/usr/bin:/bin', 'MPLBACKEND': 'Agg', 'HOME': str(cwd),
+           'OMP_NUM_THREADS': str(torch.get_num_threads())}
+    if background: return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_classify_end_to_end(tmp_path):
-    r = miniai('classify', '--epochs', '1', '--out', 'out', cwd=tmp_path)
+@pytest.fixture
+def miniai(tmp_path, monkeypatch, capsys):
+    """Run the `miniai` command in this process, in `tmp_path`, offline: its exit code, stdout and stderr, as `console` gives
+    them, without a new process's start-up (Python, PyTorch and the library: seconds a call). `console` runs where a
+    separate process is the point: the real entry point end to end, a run killed mid-work, a run holding its folder's lock."""
+    from miniai.cli import main
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    def run(*args):
+        capsys.readouterr()
+        try: main(list(args)); code = 0
+        except SystemExit as e: code = e.code
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+    return run
+
+
+def fails_in_one_line(run, args, msg):
+    "Check that the command exits with 2 and that the last line of its stderr (its only line, no traceback) says `msg`."
+    r = run(*args)
+    assert r.returncode == 2 and msg in r.stderr.strip().splitlines()[-1], (args, r.stderr[-1000:])
+
+
+def test_classify_end_to_end(tmp_path, miniai):
+    r = miniai('classify', '--epochs', '1', '--out', 'out')
     assert r.returncode == 0, r.stderr[-2000:]
     history = json.loads((tmp_path / 'out/history.json').read_text())
     assert [h['train'] for h in history] == ['train', 'eval'] and history[-1]['accuracy'] > 0.5
     assert (tmp_path / 'out/history.png').stat().st_size > 1000 and (tmp_path / 'out/classifier.pt').exists()
-    import torch
     ck = torch.load(tmp_path / 'out/classifier.pt', weights_only=True)
     assert {'model', 'mean', 'std'} <= set(ck)
 
 
-def test_missing_data_folder_is_one_clear_line(tmp_path):
-    r = miniai('classify', '--data', str(tmp_path / 'nowhere'), cwd=tmp_path)
+def test_missing_data_folder_is_one_clear_line(tmp_path, miniai):
+    r = miniai('classify', '--data', str(tmp_path / 'nowhere'))
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1].startswith('miniai: error:') and 'nowhere' in r.stderr
 
 
-def test_bad_option_values(tmp_path):
-    from miniai.cli import main
+def test_bad_option_values(tmp_path, miniai):
     cases = [(('classify', '--epochs', '0'), '--epochs: 0 must be at least 1'), (('classify', '--lr', '0'), '--lr: 0 must be above 0'),
              (('train', '--lr', '-1'), '--lr: -1 must be above 0'), (('train', '--lr', 'nan'), '--lr: nan must be above 0'),
              (('train', '--bs', '2.5'), "--bs: '2.5' is not an integer"), (('train', '--size', '0'), '--size: 0 must be at least 1'),
              (('sample', 'run', '--steps', '0'), '--steps: 0'), (('sample', 'run', '--eta', '-0.5'), '--eta: -0.5 must be at least 0'),
              (('sample', 'run', '--guidance', 'inf'), '--guidance: inf'), (('sample', 'run', '--sampler', 'ddpm'), "--sampler: invalid choice: 'ddpm'"), (('fid', '--n', '1'), '--n: 1 must be at least 2'),
              (('train', '--epochs', 'x'), "--epochs: 'x' is not an integer")]
-    for args, msg in cases:
-        with pytest.raises(SystemExit) as e: main(list(args))
-        assert e.value.code == 2, args
-    for args, msg in cases[:3]:  # and through the console script, one line on stderr
-        r = miniai(*args, cwd=tmp_path)
-        assert r.returncode == 2 and msg in r.stderr.strip().splitlines()[-1], (args, r.stderr[-500:])
+    for args, msg in cases: fails_in_one_line(miniai, args, msg)
+    for args, msg in cases[:3]: fails_in_one_line(partial(console, cwd=tmp_path), args, msg)  # and through the console script
 
 
 def test_help_shows_the_defaults(capsys):
@@ -64,50 +88,52 @@ def fashion_folder(path, n=48):
     return path
 
 
-def test_train_sample_fid_end_to_end(tmp_path):
+def test_train_sample_fid_end_to_end(tmp_path, miniai):
     fashion_folder(tmp_path / 'imgs')
     train = ('train', '--data', 'imgs', '--channels', '1', '--bs', '16', '--epochs', '2', '--out', 'run')
-    r = miniai(*train, cwd=tmp_path)
+    r = console(*train, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert {'config.json', 'checkpoint.pt', 'history.json', 'loss.png'} <= {f.name for f in (tmp_path / 'run').iterdir()}
     assert [h['epoch'] for h in json.loads((tmp_path / 'run/history.json').read_text())] == [0, 0, 1, 1]
-    r = miniai(*train, cwd=tmp_path)
+    r = miniai(*train)
     assert r.returncode == 2 and '--resume' in r.stderr.splitlines()[-1]
-    r = miniai(*train, '--resume', cwd=tmp_path)  # a finished run resumes to nothing left to do
+    r = miniai(*train, '--resume')  # a finished run resumes to nothing left to do
     assert r.returncode == 0 and 'resumed' in r.stdout, r.stderr[-2000:]
-    r = miniai('sample', 'run', '--n', '6', '--steps', '3', cwd=tmp_path)
+    r = miniai('sample', 'run', '--n', '6', '--steps', '3')
     assert r.returncode == 0 and '[3/3' in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]  # with a progress bar
     assert len(list((tmp_path / 'run/samples').glob('0*.png'))) == 6 and (tmp_path / 'run/samples/grid.png').exists()
-    r = miniai('fid', '--run', 'run', '--n', '8', '--steps', '3', cwd=tmp_path)
+    r = miniai('fid', '--run', 'run', '--n', '8', '--steps', '3')
     assert r.returncode == 0 and 'FID' in r.stdout, r.stderr[-2000:]
-    r = miniai('sample', 'run', '--n', '3', '--steps', '4', '--sampler', 'dpmpp_2m', '--out', 'k', '--channels-last', cwd=tmp_path)
+    r = miniai('sample', 'run', '--n', '3', '--steps', '4', '--sampler', 'dpmpp_2m', '--out', 'k', '--channels-last')
     assert r.returncode == 0 and '[4/4' in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
     assert len(list((tmp_path / 'k').glob('0*.png'))) == 3
-    r = miniai('fid', '--run', 'run', '--n', '8', '--steps', '2', '--sampler', 'heun', '--channels-last', cwd=tmp_path)
+    r = miniai('fid', '--run', 'run', '--n', '8', '--steps', '2', '--sampler', 'heun', '--channels-last')
     assert r.returncode == 0 and '8 images: FID' in r.stdout, r.stderr[-2000:]
-    r = miniai('sample', 'run', '--sampler', 'heun', '--eta', '0.5', cwd=tmp_path)
+    r = miniai('sample', 'run', '--sampler', 'heun', '--eta', '0.5')
     assert r.returncode == 2 and '--eta is for ddim and euler_a: heun adds no noise' in r.stderr.splitlines()[-1]
-    r = miniai('fid', '--folder', 'imgs', cwd=tmp_path)
+    r = miniai('fid', '--folder', 'imgs')
     assert r.returncode == 0 and '48 images: FID' in r.stdout, r.stderr[-2000:]
-    r = miniai('fid', '--folder', 'run/samples', cwd=tmp_path)  # the samples, not the grid written beside them
+    r = miniai('fid', '--folder', 'run/samples')  # the samples, not the grid written beside them
     assert r.returncode == 0 and '6 images: FID' in r.stdout, r.stderr[-2000:]
     assert 'reference: packaged Fashion-MNIST sample, 3,615 training images' in r.stdout
 
 
-def test_skip_bad(tmp_path):
+def test_skip_bad(tmp_path, miniai):
     "A folder with every kind of bad file: each refused one is named, and --skip-bad trains on the rest."
-    import numpy as np, torch
+    import numpy as np
     from conftest import write_bad_corpus
     fashion_folder(tmp_path / 'imgs', n=24)
     with Image.open(tmp_path / 'imgs/000.png') as im: arr = np.repeat(np.asarray(im.convert('L'))[..., None], 3, -1)
     good, bad = write_bad_corpus(tmp_path / 'imgs', arr)
-    r = miniai('fid', '--folder', 'imgs', cwd=tmp_path)
+    r = miniai('fid', '--folder', 'imgs')
     assert r.returncode == 2 and '--skip-bad' in r.stderr.splitlines()[-1] and any(f'{n}: ' in r.stderr for n in bad)
-    r = miniai('fid', '--folder', 'imgs', '--skip-bad', cwd=tmp_path)
+    with pytest.warns(UserWarning, match=rf'skipped {len(bad)} undecodable file\(s\)') as w:  # one warning names them all
+        r = miniai('fid', '--folder', 'imgs', '--skip-bad')
     assert r.returncode == 0 and f'{24 + len(good)} images: FID' in r.stdout, r.stderr[-2000:]
-    assert f'skipped {len(bad)} undecodable file(s)' in r.stderr and all(n in r.stderr for n in bad)
-    r = miniai('train', '--data', 'imgs', '--channels', '1', '--bs', '8', '--epochs', '1', '--skip-bad', '--channels-last',
-               '--out', 'run', cwd=tmp_path)
+    assert len(w) == 1 and all(n in str(w[0].message) for n in bad)
+    with pytest.warns(UserWarning, match=rf'skipped {len(bad)} undecodable file\(s\)'):
+        r = miniai('train', '--data', 'imgs', '--channels', '1', '--bs', '8', '--epochs', '1', '--skip-bad', '--channels-last',
+                   '--out', 'run')
     assert r.returncode == 0 and f'imgs: {24 + len(good)} images' in r.stdout, r.stderr[-2000:]
     w = torch.load(tmp_path / 'run/checkpoint.pt', weights_only=True)['model']['downs.1.resnets.0.conv1.2.weight']
     assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()  # --channels-last reached the model
@@ -117,7 +143,6 @@ def test_channels_last_and_compile_learn_what_a_plain_run_learns(tmp_path):
     """The speed options change how the model runs, not what it learns: `channels_last` weights and samples match a plain
     run's to rounding (kernels sum in another order), and a compiled run (dynamo's 'eager' backend: the same tracing as
     `--compile`, without building kernels) matches it exactly and saves a checkpoint a plain model loads."""
-    import torch
     from torch._dynamo.utils import counters
     from miniai.jobs import train, generate, load_run
     fashion_folder(tmp_path / 'imgs', n=32)
@@ -140,7 +165,6 @@ def test_channels_last_and_compile_learn_what_a_plain_run_learns(tmp_path):
 
 
 def test_fid_of_a_folder_streams_to_the_same_score(tmp_path):
-    import torch
     from miniai.jobs import fid, image_folder
     from miniai.data import SAMPLE_DIR, load_fashion_mnist, fashion_diffusion_tensors
     from miniai.fid import ImageEval, load_fashion_evaluator
@@ -152,18 +176,16 @@ def test_fid_of_a_folder_streams_to_the_same_score(tmp_path):
     assert res['n'] == 300 and abs(res['fid'] - ie.fid(x)) < 1e-3 and abs(res['kid'] - ie.kid(x)) < 1e-4
 
 
-def test_killed_training_resumes_to_the_same_weights(tmp_path):
-    import time, torch
+def test_killed_training_resumes_to_the_same_weights(tmp_path, miniai):
+    import time
     fashion_folder(tmp_path / 'imgs')
     args = ('train', '--data', 'imgs', '--channels', '1', '--bs', '8', '--epochs', '4', '--model', 'simple')
-    r = miniai(*args, '--out', 'whole', cwd=tmp_path)
+    r = miniai(*args, '--out', 'whole')
     assert r.returncode == 0, r.stderr[-2000:]
-    p = subprocess.Popen([sys.executable, '-c', 'from miniai.cli import main; main()', *args, '--out', 'cut'], cwd=tmp_path,
-                         env={'HF_HUB_OFFLINE': '1', 'PATH': '/usr/bin:/bin', 'MPLBACKEND': 'Agg', 'HOME': str(tmp_path)},
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = console(*args, '--out', 'cut', cwd=tmp_path, background=True)
     while not (tmp_path / 'cut/checkpoint.pt').exists() and p.poll() is None: time.sleep(0.05)
     p.kill(); p.wait()
-    r = miniai(*args, '--out', 'cut', '--resume', cwd=tmp_path)
+    r = miniai(*args, '--out', 'cut', '--resume')
     assert r.returncode == 0, r.stderr[-2000:]
     a, b = (torch.load(tmp_path / d / 'checkpoint.pt', weights_only=True) for d in ('whole', 'cut'))
     assert a['epoch'] == b['epoch'] == 3
@@ -171,34 +193,23 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path):
     assert [h['epoch'] for h in json.loads((tmp_path / 'cut/history.json').read_text())] == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
-def test_one_train_per_run_folder(tmp_path):
+def test_one_train_per_run_folder(tmp_path, miniai):
     import time
     fashion_folder(tmp_path / 'imgs')
     args = ('train', '--data', 'imgs', '--channels', '1', '--bs', '8', '--epochs', '50', '--out', 'run')
-    p = subprocess.Popen([sys.executable, '-c', 'from miniai.cli import main; main()', *args], cwd=tmp_path,
-                         env={'HF_HUB_OFFLINE': '1', 'PATH': '/usr/bin:/bin', 'MPLBACKEND': 'Agg', 'HOME': str(tmp_path)},
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = console(*args, cwd=tmp_path, background=True)  # a run that holds the folder's lock
     try:
         while not (tmp_path / 'run/config.json').exists() and p.poll() is None: time.sleep(0.05)
         for extra in ((), ('--resume',)):
-            r = miniai(*args, *extra, cwd=tmp_path)
+            r = miniai(*args, *extra)
             assert r.returncode == 2 and 'another `miniai train` is writing' in r.stderr.splitlines()[-1], r.stderr[-1000:]
     finally: p.kill(); p.wait()
-    r = miniai('train', '--data', 'imgs', '--channels', '1', '--bs', '8', '--epochs', '1', '--out', 'run', '--resume', cwd=tmp_path)
+    r = miniai('train', '--data', 'imgs', '--channels', '1', '--bs', '8', '--epochs', '1', '--out', 'run', '--resume')
     assert r.returncode == 2 and 'another `miniai train`' not in r.stderr, r.stderr[-1000:]  # the killed run's lock went: the options
     assert 'other epochs' in r.stderr or 'no checkpoint' in r.stderr          # are checked (and refused) under the lock
 
 
-def fails_in_one_line(args, msg, capsys):
-    "Run the command in this process (no start-up to pay) and check that it exits with 2 and ends stderr with `msg`'s line."
-    from miniai.cli import main
-    with pytest.raises(SystemExit) as e: main(list(args))
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and msg in err.strip().splitlines()[-1], (args, err[-1000:])
-
-
-def test_user_errors_are_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
+def test_user_errors_are_one_line(tmp_path, miniai):
     (tmp_path / 'empty').mkdir()
     (tmp_path / 'bad').mkdir(); (tmp_path / 'bad/x.png').write_bytes(b'not a png')
     (tmp_path / 'run').mkdir(); (tmp_path / 'run/config.json').write_text('{}'); (tmp_path / 'run/checkpoint.pt').write_bytes(b'junk')
@@ -208,41 +219,39 @@ def test_user_errors_are_one_line(tmp_path, monkeypatch, capsys):
              (('train', '--out', 'fresh', '--resume'), 'no checkpoint to resume'),
              (('sample', 'nowhere'), 'not a `miniai train` run folder'), (('sample', 'run'), 'cannot load this checkpoint'),
              (('fid',), 'either --run or --folder'), (('sample', 'run', '--n', '0'), 'at least 1')]
-    for args, msg in cases: fails_in_one_line(args, msg, capsys)
+    for args, msg in cases: fails_in_one_line(miniai, args, msg)
     args, msg = cases[2]  # an undecodable image, once more through the console script: one line, no traceback
-    r = miniai(*args, cwd=tmp_path)
-    assert r.returncode == 2 and msg in r.stderr.strip().splitlines()[-1], r.stderr[-1000:]
+    fails_in_one_line(partial(console, cwd=tmp_path), args, msg)
 
 
-def test_latent_space_train_sample_fid(tmp_path, vae_dir):
+def test_latent_space_train_sample_fid(tmp_path, vae_dir, miniai):
     fashion_folder(tmp_path / 'imgs')
-    r = miniai('train', '--data', 'imgs', '--space', 'latent', '--bs', '16', '--epochs', '1', '--out', 'run', cwd=tmp_path)
+    r = miniai('train', '--data', 'imgs', '--space', 'latent', '--bs', '16', '--epochs', '1', '--out', 'run')
     assert r.returncode == 0, r.stderr[-2000:]
     cfg = json.loads((tmp_path / 'run/config.json').read_text())
     assert cfg['space'] == 'latent' and cfg['channels'] == 1 and cfg['latent']['shape'] == [2, 8, 8]
     assert {'latents_train.npy', 'latents_valid.npy'} <= {f.name for f in (tmp_path / 'run').iterdir()}
-    r = miniai('train', '--data', 'imgs', '--space', 'latent', '--bs', '16', '--epochs', '1', '--out', 'run', '--resume', cwd=tmp_path)
+    r = miniai('train', '--data', 'imgs', '--space', 'latent', '--bs', '16', '--epochs', '1', '--out', 'run', '--resume')
     assert r.returncode == 0 and 'resumed' in r.stdout, r.stderr[-2000:]  # the cached latents are reused
-    r = miniai('sample', 'run', '--n', '4', '--steps', '3', cwd=tmp_path)
+    r = miniai('sample', 'run', '--n', '4', '--steps', '3')
     assert r.returncode == 0, r.stderr[-2000:]
     with Image.open(tmp_path / 'run/samples/0000.png') as im: assert im.size == (32, 32)
-    r = miniai('fid', '--run', 'run', '--n', '8', '--steps', '3', cwd=tmp_path)
+    r = miniai('fid', '--run', 'run', '--n', '8', '--steps', '3')
     assert r.returncode == 0 and 'FID' in r.stdout, r.stderr[-2000:]
     # another autoencoder from a local folder: SD-shaped, RGB, 4 latent channels
     r = miniai('train', '--data', 'imgs', '--space', 'latent', '--vae', str(vae_dir), '--bs', '16', '--epochs', '1',
-               '--out', 'rgb', cwd=tmp_path)
+               '--out', 'rgb')
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((tmp_path / 'rgb/config.json').read_text())['latent']['shape'] == [4, 4, 4]
-    r = miniai('sample', 'rgb', '--n', '2', '--steps', '2', cwd=tmp_path)
+    r = miniai('sample', 'rgb', '--n', '2', '--steps', '2')
     assert r.returncode == 0, r.stderr[-2000:]
     with Image.open(tmp_path / 'rgb/samples/0000.png') as im: assert im.mode == 'RGB'
 
 
-def test_latent_space_mistakes_are_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    fails_in_one_line(('train', '--vae', 'somewhere', '--out', 'a'), '--space latent', capsys)
-    fails_in_one_line(('train', '--space', 'latent', '--vae', str(tmp_path / 'nowhere'), '--out', 'b'), 'cannot load this autoencoder', capsys)
-    fails_in_one_line(('train', '--space', 'latent', '--data', '.', '--size', '30', '--out', 'c'), 'multiple of 4', capsys)
+def test_latent_space_mistakes_are_one_line(tmp_path, miniai):
+    fails_in_one_line(miniai, ('train', '--vae', 'somewhere', '--out', 'a'), '--space latent')
+    fails_in_one_line(miniai, ('train', '--space', 'latent', '--vae', str(tmp_path / 'nowhere'), '--out', 'b'), 'cannot load this autoencoder')
+    fails_in_one_line(miniai, ('train', '--space', 'latent', '--data', '.', '--size', '30', '--out', 'c'), 'multiple of 4')
 
 
 def test_help_answers_without_importing_torch():
