@@ -127,10 +127,10 @@ def test_skip_bad(tmp_path, miniai):
     good, bad = write_bad_corpus(tmp_path / 'imgs', arr)
     r = miniai('fid', '--folder', 'imgs')
     assert r.returncode == 2 and '--skip-bad' in r.stderr.splitlines()[-1] and any(f'{n}: ' in r.stderr for n in bad)
-    with pytest.warns(UserWarning, match=rf'skipped {len(bad)} undecodable file\(s\)') as w:  # one warning names them all
+    with pytest.warns(UserWarning, match=rf'skipped {len(bad)} undecodable file\(s\)') as caught:  # one warning names them all
         r = miniai('fid', '--folder', 'imgs', '--skip-bad')
     assert r.returncode == 0 and f'{24 + len(good)} images: FID' in r.stdout, r.stderr[-2000:]
-    assert len(w) == 1 and all(n in str(w[0].message) for n in bad)
+    assert len(caught) == 1 and all(n in str(caught[0].message) for n in bad)
     with pytest.warns(UserWarning, match=rf'skipped {len(bad)} undecodable file\(s\)'):
         r = miniai('train', '--data', 'imgs', '--channels', '1', '--bs', '8', '--epochs', '1', '--skip-bad', '--channels-last',
                    '--out', 'run')
