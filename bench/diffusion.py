@@ -1,7 +1,8 @@
 """Diffusion throughput on this machine, side by side in one run:
 training images/s of miniai's EmbUNetModel against diffusers' UNet2DModel of similar size (fp32, and bf16 autocast where
 the CPU has native bf16; each in the default and the channels_last memory format), their achieved GFLOP/s against the
-measured matmul peaks; and drawing a batch with DDIM: miniai's `sample` against its bare model calls (the sampler's
+measured matmul peaks, and the share of a step spent in convolution kernels (by the profiler), with the images/s that
+would allow were every other op free: no change to the ops around the convolutions can pass that ceiling; and drawing a batch with DDIM: miniai's `sample` against its bare model calls (the sampler's
 overhead) and against diffusers' DDIMPipeline with its matched UNet2DModel. Prints tables; writes
 bench/results/diffusion_<the CPU's widest flag>.json (diffusion_avx2.json, diffusion_avx512_bf16.json, ...).
 
@@ -12,6 +13,7 @@ from functools import partial
 from pathlib import Path
 import torch
 import torch.nn.functional as F
+from torch.autograd.profiler_legacy import profile  # the kineto profiler logs to stderr at every use
 from torch.utils.flop_counter import FlopCounterMode
 from diffusers import UNet2DModel, DDIMPipeline, DDIMScheduler
 from miniai.unet import EmbUNetModel
@@ -85,13 +87,30 @@ def train_rows(bs, steps, rounds, dtypes):
         model = make()
         jobs[k], flops = train_step(model, bs, dtype, cl)
         rows[k] = {'model': k[0], 'dtype': dtype, 'channels_last': cl, 'params': sum(p.numel() for p in model.parameters()),
-                   'flops': flops}
+                   'flops': flops, 'conv_share': conv_share(jobs[k])}
     for dtype in dtypes:
         best = interleaved({k: f for k, f in jobs.items() if k[1] == dtype}, rounds, steps if dtype == 'fp32' else 2)
         for k, secs in best.items():
             r, flops = rows[k], rows[k].pop('flops')
-            r.update(ms_per_step=secs * 1e3, images_per_s=bs / secs, gflop_per_image=flops / bs / 1e9, gflop_per_s=flops / secs / 1e9)
+            r.update(ms_per_step=secs * 1e3, images_per_s=bs / secs, gflop_per_image=flops / bs / 1e9, gflop_per_s=flops / secs / 1e9,
+                     images_per_s_convs_alone=bs / secs / r['conv_share'])
     return list(rows.values())
+
+
+def conv_share(f, n=2, rounds=3):
+    """The share of the time of a call of `f` spent inside convolution kernels (forward and backward, the profiler's self
+    times), in the fastest of `rounds` profiled runs of `n` calls after one untimed call. Were every other op free, the
+    call would run 1 / share times as fast: the ceiling that this PyTorch's convolution kernels put on the model. A share
+    within one run holds while the machine's speed drifts between runs."""
+    f()
+    def once():
+        with profile() as prof:
+            t0 = time.perf_counter()
+            for _ in range(n): f()
+            wall = time.perf_counter() - t0
+        return wall, sum(e.self_cpu_time_total for e in prof.key_averages() if 'convolution' in e.key) / 1e6
+    wall, conv = min(once() for _ in range(rounds))
+    return conv / wall
 
 
 class ZeroModel(torch.nn.Module):
@@ -103,7 +122,8 @@ class ZeroModel(torch.nn.Module):
 def sampler_rows(bs, steps, repeats):
     """Seconds to draw `bs` images with `steps` DDIM steps (eta 1): miniai's `sample` and the bare calls of its model, and
     diffusers' DDIMPipeline with its matched UNet2DModel, each model contiguous and channels_last; the fastest of
-    `repeats` interleaved rounds. The sampler's own work (its loop with `ZeroModel`) is timed apart too: the ratio of two
+    `repeats` interleaved rounds; and the share of a model call's time in its convolutions, with the images/s that
+    would allow were all else free. The sampler's own work (its loop with `ZeroModel`) is timed apart too: the ratio of two
     timings of the full sampler and its bare model calls moves by several percent from round to round on a shared machine,
     more than the loop costs."""
     torch.manual_seed(0)
@@ -122,6 +142,12 @@ def sampler_rows(bs, steps, repeats):
     loop = min(timed(partial(sample, ZeroModel(), shape, steps=steps, eta=1.), 1) for _ in range(10 * repeats))
     rows = [{'job': name, 'channels_last': cl, 'images': bs, 'steps': steps, 'seconds': s, 'images_per_s': bs / s}
             for (name, cl), s in best.items()]
+    for r in rows:
+        if r['job'] != 'bare model calls':
+            model = ours if r['job'] == 'miniai sample' else theirs
+            model.to(memory_format=torch.channels_last if r['channels_last'] else torch.contiguous_format)
+            r['conv_share'] = conv_share(partial(model, x, t))
+            r['images_per_s_convs_alone'] = r['images_per_s'] / r['conv_share']
     for r in rows:
         bare_s = best[('bare model calls', r['channels_last'])]
         r['over_bare_calls'] = r['seconds'] / bare_s if r['job'] == 'miniai sample' else None
@@ -148,14 +174,16 @@ def main():
     print(f"CPU flags {', '.join(flags)}; {torch.get_num_threads()} threads, torch {torch.__version__}; matmul peak "
           + ', '.join(f'{d} {v:.1f}' for d, v in peaks.items()) + f" GFLOP/s; batch {a.bs}, 32x32x1"
           + ('' if 'bf16' in dtypes else '; no bf16 rows: this CPU has no native bf16'))
-    print(f"{'model':24}{'dtype':>6}{'ch_last':>8}{'params':>11}{'ms/step':>9}{'img/s':>8}{'GFLOP/img':>10}{'GFLOP/s':>9}{'% peak':>8}")
+    print(f"{'model':24}{'dtype':>6}{'ch_last':>8}{'params':>11}{'ms/step':>9}{'img/s':>8}{'GFLOP/img':>10}{'GFLOP/s':>9}{'% peak':>8}{'conv %':>8}{'convs alone':>12}")
     for r in rows:
         print(f"{r['model']:24}{r['dtype']:>6}{str(r['channels_last']):>8}{r['params']:>11,}{r['ms_per_step']:9.0f}"
-              f"{r['images_per_s']:8.1f}{r['gflop_per_image']:10.3f}{r['gflop_per_s']:9.1f}{r['pct_of_matmul_peak']:8.1f}")
+              f"{r['images_per_s']:8.1f}{r['gflop_per_image']:10.3f}{r['gflop_per_s']:9.1f}{r['pct_of_matmul_peak']:8.1f}"
+              f"{100 * r['conv_share']:8.1f}{r['images_per_s_convs_alone']:12.1f}")
     print(f"\nsampling {a.bs} images, {a.sample_steps} DDIM steps (fastest of {a.repeats} rounds)")
-    print(f"{'job':24}{'ch_last':>8}{'s':>8}{'img/s':>8}{'x bare':>8}{'1 + loop/bare':>15}")
+    print(f"{'job':24}{'ch_last':>8}{'s':>8}{'img/s':>8}{'conv %':>8}{'convs alone':>12}{'x bare':>8}{'1 + loop/bare':>15}")
     for r in samp:
         print(f"{r['job']:24}{str(r['channels_last']):>8}{r['seconds']:8.2f}{r['images_per_s']:8.1f}"
+              + (f"{100 * r['conv_share']:8.1f}{r['images_per_s_convs_alone']:12.1f}" if 'conv_share' in r else ' ' * 20)
               + (f"{r['over_bare_calls']:8.3f}{r['loop_over_bare_calls']:15.4f}" if r['over_bare_calls'] else ''))
     print(f"the sampler's loop alone (a model that predicts zeros): {loop * 1e3:.1f} ms")
     out.parent.mkdir(parents=True, exist_ok=True)
