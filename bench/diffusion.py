@@ -2,9 +2,10 @@
 training images/s of miniai's EmbUNetModel against diffusers' UNet2DModel of similar size (fp32, and bf16 autocast where
 the CPU has native bf16; each in the default and the channels_last memory format), their achieved GFLOP/s against the
 measured matmul peaks, and the share of a step spent in convolution kernels (by the profiler), with the images/s that
-would allow were every other op free: no change to the ops around the convolutions can pass that ceiling; and drawing a batch with DDIM: miniai's `sample` against its bare model calls (the sampler's
-overhead) and against diffusers' DDIMPipeline with its matched UNet2DModel. Prints tables; writes
-bench/results/diffusion_<the CPU's widest flag>.json (diffusion_avx2.json, diffusion_avx512_bf16.json, ...).
+would allow were every other op free: no change to the ops around the convolutions can pass that ceiling; and drawing a
+batch with DDIM: miniai's `sample` against its bare model calls (the sampler's overhead) and against diffusers'
+DDIMPipeline with its matched UNet2DModel. Prints tables; writes bench/results/diffusion_<the CPU's widest flag>.json
+(diffusion_avx2.json, diffusion_avx512_bf16.json, ...).
 
     python bench/diffusion.py [--bs 64] [--steps 5] [--sample-steps 50] [--repeats 3]
 """
