@@ -18,7 +18,7 @@ from miniai.callbacks import one_cycle
 from miniai.learner import Learner, Callback
 from miniai.accel import AccelerateCB
 from miniai.unet import EmbUNetModel
-from miniai.jobs import model_args
+from miniai.runs import model_args
 
 
 class Record(Callback):

@@ -3,7 +3,7 @@ training images/s of miniai's EmbUNetModel against diffusers' UNet2DModel of sim
 the CPU has native bf16; each in the default and the channels_last memory format), their achieved GFLOP/s against the
 measured matmul peaks, and the share of a step spent in convolution kernels (by the profiler), with the images/s that
 would allow were every other op free: no change to the ops around the convolutions can pass that ceiling; and drawing a
-batch with DDIM: miniai's `sample` against its bare model calls (the sampler's overhead) and against diffusers'
+batch with DDIM: miniai's `sample_ddim` against its bare model calls (the sampler's overhead) and against diffusers'
 DDIMPipeline with its matched UNet2DModel. Prints tables; writes bench/results/diffusion_<the CPU's widest flag>.json
 (diffusion_avx2.json, diffusion_avx512_bf16.json, ...).
 
@@ -16,23 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.profiler_legacy import profile  # the kineto profiler logs to stderr at every use
 from torch.utils.flop_counter import FlopCounterMode
-from diffusers import UNet2DModel, DDIMPipeline, DDIMScheduler
-from miniai.unet import EmbUNetModel
+from diffusers import DDIMPipeline, DDIMScheduler
+from miniai.unet import EmbUNetModel, DiffusersUNet
 from miniai.accel import native_amp_dtype
-from miniai.diffusion import sample, noisify
+from miniai.diffusion import sample_ddim, noisify
 
 UNET = dict(in_ch=1, out_ch=1, nfs=(16, 32, 64, 64), num_layers=1, attn_chans=16, attn_start=2)  # as in 08_unet
-
-
-class DiffusersUNet(torch.nn.Module):
-    "diffusers' UNet2DModel called as model(x_t, t), t in [0, 1]."
-    def __init__(self):
-        super().__init__()
-        self.unet = UNet2DModel(sample_size=32, in_channels=1, out_channels=1, block_out_channels=(16, 32, 64, 64),
-                                layers_per_block=1, norm_num_groups=8, attention_head_dim=16,
-                                down_block_types=('DownBlock2D', 'DownBlock2D', 'AttnDownBlock2D', 'AttnDownBlock2D'),
-                                up_block_types=('AttnUpBlock2D', 'AttnUpBlock2D', 'UpBlock2D', 'UpBlock2D'))
-    def forward(self, x, t): return self.unet(x, t * 1000).sample
 
 
 def timed(f, n):
@@ -115,13 +104,13 @@ def conv_share(f, n=2, rounds=3):
 
 
 class ZeroModel(torch.nn.Module):
-    "A noise predictor that predicts zeros, at no cost: `sample` with it times the sampler's own work."
+    "A noise predictor that predicts zeros, at no cost: `sample_ddim` with it times the sampler's own work."
     def forward(self, x, t): return torch.zeros_like(x)
 
 
 @torch.no_grad()
 def sampler_rows(bs, steps, repeats):
-    """Seconds to draw `bs` images with `steps` DDIM steps (eta 1): miniai's `sample` and the bare calls of its model, and
+    """Seconds to draw `bs` images with `steps` DDIM steps (eta 1): miniai's `sample_ddim` and the bare calls of its model, and
     diffusers' DDIMPipeline with its matched UNet2DModel, each model contiguous and channels_last; the fastest of
     `repeats` interleaved rounds; and the share of a model call's time in its convolutions, with the images/s that
     would allow were all else free. The sampler's own work (its loop with `ZeroModel`) is timed apart too: the ratio of two
@@ -133,14 +122,14 @@ def sampler_rows(bs, steps, repeats):
     pipe.set_progress_bar_config(disable=True)
     x, t, shape = torch.randn(bs, 1, 32, 32), torch.rand(bs), (bs, 1, 32, 32)
     def bare(fmt): return [ours.to(memory_format=fmt)(x, t) for _ in range(steps)]
-    def miniai(fmt): return sample(ours.to(memory_format=fmt), shape, steps=steps, eta=1.)
+    def miniai(fmt): return sample_ddim(ours.to(memory_format=fmt), shape, steps=steps, eta=1.)
     def diffusers(fmt):
         pipe.unet.to(memory_format=fmt)
         return pipe(batch_size=bs, num_inference_steps=steps, eta=1., output_type='np')
     best = interleaved({(name, cl): partial(f, torch.channels_last if cl else torch.contiguous_format) for cl in (False, True)
                         for name, f in (('bare model calls', bare), ('miniai sample', miniai), ('diffusers DDIMPipeline', diffusers))},
                        repeats)
-    loop = min(timed(partial(sample, ZeroModel(), shape, steps=steps, eta=1.), 1) for _ in range(10 * repeats))
+    loop = min(timed(partial(sample_ddim, ZeroModel(), shape, steps=steps, eta=1.), 1) for _ in range(10 * repeats))
     rows = [{'job': name, 'channels_last': cl, 'images': bs, 'steps': steps, 'seconds': s, 'images_per_s': bs / s}
             for (name, cl), s in best.items()]
     for r in rows:

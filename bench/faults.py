@@ -21,7 +21,7 @@ cache_latents(DataLoader(ImageFolder(sys.argv[1], size=32), 4), AutoencoderKL.fr
 ENCODE = """
 import sys
 from diffusers import AutoencoderKL
-from miniai.latent_classifier import encode_folder
+from miniai.latent_files import encode_folder
 encode_folder(sys.argv[1], sys.argv[3], AutoencoderKL.from_pretrained(sys.argv[2]).eval(), size=32, bs=4, workers=0, progress=False)
 """
 ENV = {**os.environ, 'HF_HUB_OFFLINE': '1', 'MPLBACKEND': 'Agg'}

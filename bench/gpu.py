@@ -1,7 +1,7 @@
 """GPU throughput, side by side in one run on one CUDA device: training images/s of miniai's EmbUNetModel and diffusers'
 UNet2DModel of matched size (bench/diffusion.py's pair) in bf16 autocast, without and with channels_last (and with
 --compile, channels_last compiled by torch.compile, its compile time in the first step); sampling images/s of DDIM
-(50 steps, miniai's `sample` against diffusers' DDIMPipeline with the matched UNet2DModel) and of DPM++ 2M (20 steps);
+(50 steps, miniai's `sample_ddim` against diffusers' DDIMPipeline with the matched UNet2DModel) and of DPM++ 2M (20 steps);
 peak memory of each. Prints a table; writes bench/results/gpu.json.
 
     python bench/gpu.py [--bs 256] [--steps 20] [--compile]
@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMPipeline, DDIMScheduler
-from miniai.unet import EmbUNetModel
-from miniai.diffusion import noisify, sample
+from miniai.unet import EmbUNetModel, DiffusersUNet
+from miniai.diffusion import noisify, sample_ddim
 from miniai.karras import EpsDenoiser, sample_karras
-from diffusion import UNET, DiffusersUNet  # bench/diffusion.py
+from diffusion import UNET  # bench/diffusion.py
 
 
 def sync(dev):
@@ -59,7 +59,7 @@ def sample_rows(n, steps, dev):
     pipe = DDIMPipeline(unet=theirs.unet, scheduler=DDIMScheduler())
     pipe.set_progress_bar_config(disable=True)
     shape = (n, 1, 32, 32)
-    jobs = {f'miniai sample, DDIM {steps} steps': lambda: sample(ours, shape, steps=steps, eta=1.),
+    jobs = {f'miniai sample, DDIM {steps} steps': lambda: sample_ddim(ours, shape, steps=steps, eta=1.),
             f'diffusers DDIMPipeline, {steps} steps': lambda: pipe(batch_size=n, num_inference_steps=steps, eta=1., output_type='np'),
             f'miniai DPM++ 2M, {max(1, steps * 2 // 5)} steps': lambda: sample_karras(EpsDenoiser(ours), shape, 'dpmpp_2m', max(1, steps * 2 // 5))}
     rows = []

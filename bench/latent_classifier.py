@@ -16,7 +16,7 @@ from miniai.files import ImageFolder, list_images
 from miniai.autoencoder import load_vae
 from miniai.latents import vae_name
 from miniai.networks import LatentResNet
-from miniai.latent_classifier import CLS_LOC, LatentFiles, encode_folder
+from miniai.latent_files import CLS_LOC, LatentFiles, encode_folder
 from stand_ins import UNTRAINED_VAE, untrained_vae
 
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 from miniai.core import set_seed, def_device
 from miniai.data import DataLoaders, load_fashion_mnist, fashion_diffusion_tensors
-from miniai.diffusion import noisify_collate, diffusion_learner, sample
+from miniai.diffusion import noisify_collate, diffusion_learner, sample_ddim
 from miniai.fid import load_fashion_evaluator, ImageEval
 from miniai.simple_diffusion import SimpleDiffusion
 
@@ -32,7 +32,7 @@ def run(size, shift, seed, data, ie, n_samples=300, bs=64, lr=2e-3):
     t0 = time.perf_counter()
     learn.fit(EPOCHS[size])
     secs = time.perf_counter() - t0
-    x = sample(model.eval(), (n_samples, 1, size, size), steps=50, eta=1., clamp=(-0.5, 0.5), shift=shift,
+    x = sample_ddim(model.eval(), (n_samples, 1, size, size), steps=50, eta=1., clamp=(-0.5, 0.5), shift=shift,
                generator=torch.Generator(def_device).manual_seed(seed))
     x32 = F.avg_pool2d(x, 2) if size == 64 else x
     return dict(size=size, shift=shift, seed=seed, epochs=EPOCHS[size], train_s=secs, fid=ie.fid(x32), kid=ie.kid(x32))

@@ -21,8 +21,8 @@ def miniai(*args, inductor_cache):
 COMPILE_STEPS = """
 import sys, time, torch, torch.nn.functional as F
 from miniai.diffusion import noisify
-from miniai.jobs import build_model, model_args
-model = build_model(dict(model='unet', model_args=model_args('unet', 1, 32))).to(memory_format=torch.channels_last)
+from miniai.runs import RunConfig, model_args
+model = RunConfig(model_args=model_args('unet', 1, 32)).build_model().to(memory_format=torch.channels_last)
 model.compile()
 opt = torch.optim.AdamW(model.parameters(), 1e-3)
 (x_t, t), eps = noisify(torch.rand(64, 1, 32, 32) - 0.5)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 from miniai.networks import cnn_classifier
-from miniai.callbacks import init_weights
+from miniai.networks import init_weights
 
 
 def matmul_peak(dtype, device, n=1024, reps=5):

@@ -10,8 +10,8 @@ from functools import lru_cache
 import numpy as np, torch
 import librosa, soundfile as sf
 from torch.utils.data import Dataset
-from .data import hub_reachable
-from .files import list_images
+from .core import to_model_range, from_model_range
+from .files import hub_reachable, list_images, check_on_error
 
 # %% auto #0
 __all__ = ['AUDIO_EXTS', 'BIRDCALLS', 'SPECIES', 'MEL_64', 'MelConfig', 'mel_filters', 'mel_power', 'power_to_bytes',
@@ -54,12 +54,12 @@ def power_to_bytes(mel, cfg=MelConfig()):
 
 def audio_to_image(audio, cfg=MelConfig()):
     "The mel spectrogram image of `audio`: a float tensor (1, n_mels, frames) in [-0.5, 0.5], low frequencies in row 0."
-    return torch.from_numpy(power_to_bytes(mel_power(audio, cfg), cfg)).float()[None] / 255 - 0.5
+    return to_model_range(torch.from_numpy(power_to_bytes(mel_power(audio, cfg), cfg)).float()[None] / 255)
 
 # %% ../nbs/13_audio_diffusion.ipynb #754bf243
 def image_to_audio(img, cfg=MelConfig(), seed=0):
     "Audio (`cfg.n_samples` float32 samples) from a spectrogram image (1, n_mels, frames) in [-0.5, 0.5], by Griffin-Lim."
-    byte = ((torch.as_tensor(img).detach().float().cpu().reshape(cfg.n_mels, cfg.frames) + 0.5) * 255).round().clamp(0, 255)
+    byte = (from_model_range(torch.as_tensor(img).detach().float().cpu().reshape(cfg.n_mels, cfg.frames)) * 255).round().clamp(0, 255)
     mel = librosa.db_to_power(byte.numpy() * cfg.top_db / 255 - cfg.top_db)
     mag = librosa.feature.inverse.mel_to_stft(mel, sr=cfg.sr, n_fft=cfg.n_fft, power=2.)
     return librosa.griffinlim(mag, n_iter=cfg.n_iter, hop_length=cfg.hop, n_fft=cfg.n_fft, length=cfg.n_samples,
@@ -99,7 +99,7 @@ def load_audio(src, cfg=MelConfig(), name=None):
 class AudioFolder(Dataset):
     "The audio files under `folder` as (spectrogram image, label), the label indexing `classes` (the files' folder names)."
     def __init__(self, folder, cfg=MelConfig(), on_error='raise'):
-        if on_error not in ('raise', 'skip'): raise ValueError(f"on_error={on_error!r}: use 'raise' or 'skip'.")
+        check_on_error(on_error)
         self.cfg, self.files = cfg, list_images(folder, exts=AUDIO_EXTS)
         if not self.files: raise FileNotFoundError(f"{folder}: no audio files ({', '.join(AUDIO_EXTS)}) in it or its subfolders.")
         if on_error == 'skip':

@@ -146,7 +146,7 @@ def load_vae(name=SD_VAE, device=def_device):
     """The pretrained `AutoencoderKL` `name`, in eval mode without gradients: a Hub id, a local folder, or `FASHION_VAE` (the
     Fashion-MNIST autoencoder shipped in the package). None, with a line saying why, where it cannot be had."""
     from diffusers import AutoencoderKL
-    from miniai.data import hub_reachable
+    from miniai.files import hub_reachable
     path = str(FASHION_VAE_DIR) if name == FASHION_VAE else name
     offline = not Path(path).exists() and not hub_reachable()
     try:

@@ -9,23 +9,22 @@ from torch import nn
 import torch.nn.functional as F
 from .learner import Callback
 from .networks import pre_conv
-from .unet import EmbResBlock, emb_layers, embed, upsample, zero_init
+from .unet import EmbDenoiser, EmbResBlock, upsample, zero_init
 
 # %% auto #0
 __all__ = ['BackboneUNet', 'FreezeCB']
 
 # %% ../nbs/12a_backbone_unet.ipynb #eea8fc76
-class BackboneUNet(nn.Module):
+class BackboneUNet(EmbDenoiser):
     """A diffusion U-Net, `model(x_t, t)` -> predicted noise, whose down path is the stem and stages of `classifier` (a
     `LatentResNet`, pretrained or not; shared, not copied), each output scaled and shifted by the time embedding through a
     layer that starts at zero. The up path mirrors it: per level an upsample, the skip concatenated, two `EmbResBlock`s
     (attention of `attn_chans` channels per head below the top level)."""
     def __init__(self, classifier, attn_chans=32):
         super().__init__()
-        nfs, self.null_class = classifier.nfs, None
+        nfs = classifier.nfs
         self.stem, self.stages = classifier.stem, classifier.stages
-        self.n_temb, n_emb = nfs[0], nfs[0] * 4
-        self.emb_mlp, self.cond_emb = emb_layers(self.n_temb)
+        n_emb = self.init_embedding(nfs[0])
         self.films = nn.ModuleList(zero_init(nn.Linear(n_emb, 2 * nf)) for nf in nfs)
         self.mid_block = EmbResBlock(n_emb, nfs[-1])
         levels = range(len(nfs) - 2, -1, -1)
@@ -46,7 +45,7 @@ class BackboneUNet(nn.Module):
         return feats
 
     def forward(self, x, t):
-        emb = embed(self, t)
+        emb = self.embed(t)
         *skips, x = self.down(x, emb)
         x = self.mid_block(x, emb)
         for up, (res1, res2) in zip(self.ups, self.up_blocks):

@@ -9,7 +9,6 @@ from functools import partial
 from pathlib import Path
 import numpy as np, torch, matplotlib.pyplot as plt
 from torch import nn
-import torch.nn.functional as F
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
@@ -18,10 +17,9 @@ from .files import atomic_write
 from .learner import Callback
 
 # %% auto #0
-__all__ = ['Hook', 'Hooks', 'append_stats', 'HooksCallback', 'ActivationStats', 'GeneralRelu', 'init_weights', 'BaseSchedCB',
-           'BatchSchedCB', 'EpochSchedCB', 'one_cycle', 'lr_of', 'beta1_of', 'RecorderCB', 'rng_states',
-           'set_rng_states', 'save_atomic', 'main_process', 'unwrap', 'CheckpointCB', 'NonFiniteLossError',
-           'NonFiniteLossCB', 'ema_decay', 'EMACB']
+__all__ = ['Hook', 'Hooks', 'append_stats', 'HooksCallback', 'ActivationStats', 'BaseSchedCB', 'BatchSchedCB', 'EpochSchedCB',
+           'one_cycle', 'lr_of', 'beta1_of', 'RecorderCB', 'rng_states', 'set_rng_states', 'save_atomic',
+           'main_process', 'unwrap', 'CheckpointCB', 'NonFiniteLossError', 'NonFiniteLossCB', 'ema_decay', 'EMACB']
 
 # %% ../nbs/03_callbacks.ipynb #d799da05
 class Hook:
@@ -96,22 +94,6 @@ class ActivationStats(HooksCallback):
             for ax, s in zip(axs, h.stats[:2]): ax.plot(s, label=str(i))
         axs[0].set_title('means'); axs[1].set_title('stds'); axs[1].legend(title='layer', fontsize=7)
         return axs
-
-# %% ../nbs/03_callbacks.ipynb #3f957b5e
-class GeneralRelu(nn.Module):
-    "ReLU with a negative slope `leak`, a shift down by `sub` and an optional ceiling `maxv`."
-    def __init__(self, leak=None, sub=None, maxv=None):
-        super().__init__()
-        self.leak, self.sub, self.maxv = leak, sub, maxv
-    def forward(self, x):
-        x = F.leaky_relu(x, self.leak) if self.leak is not None else F.relu(x)
-        if self.sub is not None: x = x - self.sub
-        if self.maxv is not None: x = x.clamp_max(self.maxv)
-        return x
-
-def init_weights(m, leaky=0.):
-    "Kaiming-normal initialisation for the weights of convolutions and linear layers (for `model.apply`)."
-    if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)): nn.init.kaiming_normal_(m.weight, a=leaky)
 
 # %% ../nbs/03_callbacks.ipynb #72516f45
 class BaseSchedCB(Callback):

@@ -6,13 +6,17 @@
 from __future__ import annotations
 import argparse, math
 from functools import partial
-from pathlib import Path
 
 # %% auto #0
-__all__ = ['SAMPLER_NAMES', 'DefaultsHelp', 'at_least', 'main']
+__all__ = ['SAMPLER_NAMES', 'MODEL_NAMES', 'SPACE_NAMES', 'PRECISION_NAMES', 'DefaultsHelp', 'at_least', 'parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #069b41ad
-SAMPLER_NAMES = ('ddim', 'euler', 'euler_a', 'heun', 'lms', 'dpmpp_2m')  # 'ddim' and `miniai.karras.SAMPLERS`
+# The registries' names, for the parser: a test checks each against its registry (`miniai.karras.SAMPLERS`,
+# `miniai.runs.MODELS` and `SPACES`, `miniai.accel.PRECISIONS`), which the parser cannot import without PyTorch.
+SAMPLER_NAMES = ('ddim', 'euler', 'euler_a', 'heun', 'lms', 'dpmpp_2m')
+MODEL_NAMES = ('unet', 'simple')
+SPACE_NAMES = ('pixel', 'latent')
+PRECISION_NAMES = ('auto', 'fp32', 'bf16', 'fp16')
 
 class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
     "`--help` that ends each option's line with its default, unless that is None or a flag's False (the help says what happens)."
@@ -29,8 +33,8 @@ def at_least(kind, low, above=False):
         return v
     return parse
 
-def main(argv=None):
-    "Entry point of the `miniai` console script."
+def parser():
+    "The `miniai` command's options: one subcommand per job, each option named as the job's argument it sets."
     p = argparse.ArgumentParser(prog='miniai', description='From-scratch generative models: the main jobs.')
     sub = p.add_subparsers(dest='command', required=True)
     cmd = partial(sub.add_parser, formatter_class=DefaultsHelp)
@@ -39,17 +43,17 @@ def main(argv=None):
     channels_last_help = 'run the model in the channels_last memory format (often faster on CPUs)'
     t = cmd('train', help='train a diffusion model (default: on the packaged Fashion-MNIST sample)')
     t.add_argument('--data', default=None, help='an image folder (default: the Fashion-MNIST sample, or $MINIAI_FASHION_MNIST)')
-    t.add_argument('--model', choices=('unet', 'simple'), default='unet', help='the U-Net or simple diffusion')
+    t.add_argument('--model', choices=MODEL_NAMES, default='unet', help='the U-Net or simple diffusion')
     t.add_argument('--epochs', type=count, default=5, help='passes over the training images')
     t.add_argument('--bs', type=count, default=64, help='batch size')
     t.add_argument('--lr', type=positive, default=5e-3, help='peak learning rate (AdamW, one-cycle)')
-    t.add_argument('--precision', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto',
+    t.add_argument('--precision', choices=PRECISION_NAMES, default='auto',
                    help='auto: 16-bit where the hardware is fast at it, else fp32')
     t.add_argument('--seed', type=int, default=42, help='random seed')
     t.add_argument('--size', type=count, default=32, help='image side for --data folders')
     t.add_argument('--channels', type=int, choices=(1, 3), default=3, help='1 (grey) or 3 (RGB) for --data folders')
     t.add_argument('--cond', action='store_true', help='class-conditional, for classifier-free guidance (Fashion-MNIST)')
-    t.add_argument('--space', choices=('pixel', 'latent'), default='pixel',
+    t.add_argument('--space', choices=SPACE_NAMES, default='pixel',
                    help="latent: train on an autoencoder's latents, cached in --out")
     t.add_argument('--vae', default=None, help='the autoencoder of --space latent: a diffusers folder or Hub id '
                    '(default: the shipped Fashion-MNIST one)')
@@ -64,8 +68,8 @@ def main(argv=None):
     s.add_argument('--n', type=count, default=64, help='number of images')
     s.add_argument('--sampler', choices=samplers, default='ddim', help=sampler_help)
     s.add_argument('--steps', type=count, default=50, help='sampling steps (model calls; heun: two a step but the last)')
-    s.add_argument('--eta', type=at_least(float, 0), default=1.,
-                   help='fresh noise of ddim and euler_a: 1 stochastic (DDPM-like), 0 deterministic')
+    s.add_argument('--eta', type=at_least(float, 0), default=None,
+                   help='fresh noise of the samplers that take it (ddim, euler_a): 1, their default, stochastic (DDPM-like); 0 deterministic')
     s.add_argument('--seed', type=int, default=0, help='random seed')
     s.add_argument('--guidance', type=at_least(float, 0), default=1., help='classifier-free guidance scale (conditional runs)')
     s.add_argument('--class', dest='cls', type=int, default=None, help='the class to draw (conditional runs; default: all)')
@@ -88,20 +92,16 @@ def main(argv=None):
     c.add_argument('--seed', type=int, default=42, help='random seed')
     c.add_argument('--data', default=None, help='folder of the official Fashion-MNIST IDX files '
                    '(default: $MINIAI_FASHION_MNIST, the Hub, or the packaged sample)')
-    args = p.parse_args(argv)
+    return p
+
+def main(argv=None):
+    "Entry point of the `miniai` console script: the job the options name, called with them by keyword."
+    p = parser()
+    options = vars(p.parse_args(argv))
+    command = options.pop('command')
     import matplotlib; matplotlib.use('Agg')  # the jobs write figures to files, never to a window
     from miniai import jobs  # PyTorch and the library: only now that there is a job to run
-    try:
-        if args.command == 'classify': jobs.classify(args.out, args.epochs, args.bs, args.lr, args.seed, args.data)
-        elif args.command == 'train':
-            jobs.train(args.out, args.data, args.model, args.epochs, args.bs, args.lr, args.precision, args.seed, args.size,
-                  args.channels, args.cond, args.resume, args.space, args.vae, args.skip_bad, args.channels_last, args.compile)
-        elif args.command == 'sample':
-            out = Path(args.out or Path(args.run) / 'samples')
-            jobs.write_samples(jobs.generate(args.run, args.n, args.steps, args.eta, args.seed, args.guidance, args.cls, args.sampler,
-                                             args.channels_last), out)
-            print(f"wrote {out}/grid.png and {args.n} images")
-        elif args.command == 'fid':
-            jobs.fid(args.run, args.folder, args.n, args.steps, args.seed, args.skip_bad, args.sampler, args.channels_last)
-    except (jobs.UsageError, FileNotFoundError, jobs.IDXError, jobs.ImageError) as e:
+    job = dict(classify=jobs.classify, train=jobs.train, sample=jobs.sample, fid=jobs.score)[command]
+    try: job(**options)
+    except jobs.USER_ERRORS as e:
         p.exit(2, f'miniai: error: {e}\n')

@@ -4,15 +4,16 @@
 
 # %% ../nbs/00_core.ipynb #743bb262
 from __future__ import annotations
-import importlib, os, random, platform, warnings
+import os, random, platform
 from collections.abc import Mapping
 from pathlib import Path
 import numpy as np, torch, matplotlib.pyplot as plt
 from PIL import Image
 
 # %% auto #0
-__all__ = ['def_device', 'QUICK', 'pick_device', 'to_device', 'to_cpu', 'set_seed', 'env_flag', 'cache_dir', 'run_info', 'to_hwc',
-           'show_image', 'subplots', 'get_grid', 'show_images', 'moved']
+__all__ = ['def_device', 'QUICK', 'pick_device', 'to_device', 'to_cpu', 'model_device', 'append_dims', 'to_model_range',
+           'from_model_range', 'set_seed', 'env_flag', 'cache_dir', 'run_info', 'to_hwc', 'show_image', 'subplots',
+           'get_grid', 'show_images']
 
 # %% ../nbs/00_core.ipynb #b68634eb
 def pick_device() -> torch.device:
@@ -39,6 +40,25 @@ def to_cpu(x):
     if isinstance(x, Mapping): return {k: to_cpu(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)): return type(x)(to_cpu(o) for o in x)
     return x
+
+# %% ../nbs/00_core.ipynb #9bebfc27
+def model_device(model) -> torch.device:
+    "The device of `model`'s first parameter or buffer (`def_device` for a model with neither)."
+    return next((p.device for p in (*model.parameters(), *model.buffers())), def_device)
+
+# %% ../nbs/00_core.ipynb #aa99e2bd
+def append_dims(x, n):
+    "`x` with trailing dimensions of size 1 until it has `n`: a per-item value shaped to broadcast over a batch."
+    if x.ndim > n: raise ValueError(f"append_dims: the tensor has {x.ndim} dimensions, more than the {n} asked for.")
+    return x[(...,) + (None,) * (n - x.ndim)]
+
+def to_model_range(x):
+    "Images in [0, 1] (files, decoders) in the range the diffusion models take: [-0.5, 0.5]."
+    return x - 0.5
+
+def from_model_range(x):
+    "Images in the diffusion models' range [-0.5, 0.5] back in [0, 1], for files and plots."
+    return x + 0.5
 
 # %% ../nbs/00_core.ipynb #246ce8be
 def set_seed(seed: int, deterministic: bool = False):
@@ -122,14 +142,3 @@ def show_images(ims, nrows=None, ncols=None, titles=None, **kwargs):
     for i, (im, ax) in enumerate(zip(ims, axs)):
         show_image(im, ax=ax, title=None if titles is None else titles[i])
     return axs
-
-# %% ../nbs/00_core.ipynb #f0cbdc11
-def moved(module, names):
-    """A module `__getattr__` for the names that moved out of `module` (`names`: name -> new module): each still
-    imports from `module`, with a `DeprecationWarning` that says where it lives now."""
-    def __getattr__(name):
-        if name not in names: raise AttributeError(f"module {module!r} has no attribute {name!r}")
-        warnings.warn(f"{module}.{name} has moved to {names[name]}.{name}: import it from there (the old import goes in the "
-                      "next release).", DeprecationWarning, stacklevel=2)
-        return getattr(importlib.import_module(names[name]), name)
-    return __getattr__

@@ -4,23 +4,22 @@
 
 # %% ../nbs/01_data.ipynb #5e9142da
 from __future__ import annotations
-import gzip, os, socket, struct, zlib, warnings
+import gzip, os, struct, zlib, warnings
 from importlib.resources import files
 from operator import itemgetter
 from pathlib import Path
-from urllib.parse import urlparse
 import numpy as np, torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, default_collate
 from torchvision.transforms.functional import resized_crop
 import datasets
-from .core import env_flag
+from .core import to_model_range
+from .files import hub_reachable
 
 # %% auto #0
 __all__ = ['FASHION_CLASSES', 'IDX_DTYPES', 'SAMPLE_DIR', 'IDX_FILES', 'HUB_FASHION_MNIST', 'PHOTOS', 'collate_dict', 'inplace',
            'get_dls', 'DataLoaders', 'IDXError', 'read_idx', 'fashion_mnist_features', 'load_fashion_mnist_idx',
-           'hub_reachable', 'load_fashion_mnist', 'image_tensors', 'fashion_diffusion_tensors', 'load_photo',
-           'photo_crops']
+           'load_fashion_mnist', 'image_tensors', 'fashion_diffusion_tensors', 'load_photo', 'photo_crops']
 
 # %% ../nbs/01_data.ipynb #cab08004
 def collate_dict(ds):
@@ -111,15 +110,6 @@ def load_fashion_mnist_idx(folder) -> datasets.DatasetDict:
 # %% ../nbs/01_data.ipynb #751a5812
 HUB_FASHION_MNIST = 'zalando-datasets/fashion_mnist'
 
-def hub_reachable(timeout: float = 2.) -> bool:
-    "Whether the Hugging Face Hub can be used now: not `HF_HUB_OFFLINE`, and its endpoint accepts a connection."
-    import huggingface_hub.constants as hc
-    if env_flag('HF_HUB_OFFLINE') or hc.HF_HUB_OFFLINE: return False
-    url = urlparse(hc.ENDPOINT)
-    try:
-        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == 'https' else 80)), timeout=timeout): return True
-    except OSError: return False
-
 def load_fashion_mnist(path=None, verbose=True) -> datasets.DatasetDict:
     """Fashion-MNIST as a `DatasetDict` (`image`: PIL, `label`: class): from local IDX files in `path` (or
     `$MINIAI_FASHION_MNIST`) when given, else from the Hub when reachable, else the packaged real sample."""
@@ -147,7 +137,7 @@ def fashion_diffusion_tensors(dsd):
     out = []
     for split in ('train', 'test'):
         x, y = image_tensors(dsd[split])
-        out += [F.pad(x, (2, 2, 2, 2)) - 0.5, y]
+        out += [to_model_range(F.pad(x, (2, 2, 2, 2))), y]
     return out
 
 # %% ../nbs/01_data.ipynb #eaa54099

@@ -6,20 +6,21 @@
 from __future__ import annotations
 import math
 from functools import partial
+from typing import Protocol
 import torch
 import torch.nn.functional as F
 from torch import optim
 from torch.utils.data import default_collate
 from fastprogress.fastprogress import progress_bar
 from fastcore.basics import listify
-from .core import def_device
+from .core import append_dims, model_device
 from .learner import Learner, DeviceCB, MetricsCB, ProgressCB
 from .callbacks import one_cycle, CheckpointCB
 from .accel import make_trainer
 
 # %% auto #0
-__all__ = ['T_MAX', 'abar', 'inv_abar', 'noisify', 'noisify_collate', 'drop_cond', 'noisify_cond_collate', 'ddim_step',
-           'guided_eps', 'sample', 'DiscreteDenoiser', 'diffusion_learner']
+__all__ = ['T_MAX', 'abar', 'inv_abar', 'noisify', 'collate_images', 'noisify_collate', 'drop_cond', 'noisify_cond_collate',
+           'ddim_step', 'NoisePredictor', 'guided_eps', 'sample_ddim', 'DiscreteDenoiser', 'diffusion_learner']
 
 # %% ../nbs/07_diffusion.ipynb #6612e4b8
 def abar(t, shift=1.):
@@ -41,15 +42,18 @@ def noisify(x0, t=None, generator=None, shift=1.):
     "Noise a batch at times `t` (default: uniform in [0, `T_MAX`] per item) of schedule `abar(t, shift)`: `((x_t, t), eps)`."
     if t is None: t = torch.rand(len(x0), device=x0.device, generator=generator).clamp(max=T_MAX)
     eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
-    a = abar(t, shift).to(x0.dtype).reshape(-1, *[1] * (x0.ndim - 1))
+    a = append_dims(abar(t, shift).to(x0.dtype), x0.ndim)
     return (a.sqrt() * x0 + (1 - a).sqrt() * eps, t), eps
 
 # %% ../nbs/07_diffusion.ipynb #e73dd7a5
+def collate_images(b):
+    "Collate items (images, or tuples whose first element is the image) into a batch of the images alone."
+    x0 = default_collate(b)
+    return x0[0] if isinstance(x0, (list, tuple)) else x0
+
 def noisify_collate(b, shift=1.):
     "Collate items (images, or tuples whose first element is the image) into a noised batch `(x_t, t, eps)`."
-    x0 = default_collate(b)
-    if isinstance(x0, (list, tuple)): x0 = x0[0]
-    (x_t, t), eps = noisify(x0, shift=shift)
+    (x_t, t), eps = noisify(collate_images(b), shift=shift)
     return x_t, t, eps
 
 # %% ../nbs/07_diffusion.ipynb #10f8c4c7
@@ -78,10 +82,19 @@ def ddim_step(x_t, eps, abar_t, abar_prev, eta=0., noise=None, clamp=None):
     return x_prev
 
 # %% ../nbs/07_diffusion.ipynb #2f4d8aa1
-def guided_eps(model, x, t, cond=None, guidance_scale=1.):
+class NoisePredictor(Protocol):
+    """What the samplers and guidance ask of a diffusion model: `model(x_t, t)` returns the predicted noise (`t` of shape
+    `(batch,)` in [0, 1]); a class-conditional model is also called as `model(x_t, t, c)`, and its `null_class` is the
+    class index that means 'no class' (None for an unconditional model). `miniai.unet.EmbDenoiser` implements it."""
+    null_class: int | None
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor: ...
+
+def guided_eps(model: NoisePredictor, x, t, cond=None, guidance_scale=1.):
     """The model's noise prediction. With classes `cond`, classifier-free guidance: `eps_u + w * (eps_c - eps_u)`, the
     conditional and unconditional (`model.null_class`) predictions from one batched forward; `w=1` is plain conditional."""
     if cond is None: return model(x, t)
+    if getattr(model, 'null_class', None) is None:
+        raise ValueError(f"{type(model).__name__} is unconditional (no null_class): sample it without classes.")
     if guidance_scale == 1: return model(x, t, cond)
     null = torch.full_like(cond, model.null_class)
     if guidance_scale == 0: return model(x, t, null)
@@ -89,14 +102,14 @@ def guided_eps(model, x, t, cond=None, guidance_scale=1.):
     return eps_u + guidance_scale * (eps_c - eps_u)
 
 @torch.no_grad()
-def sample(model, shape, steps=100, eta=1., step=ddim_step, clamp=None, device=None, generator=None,
-           return_traj=False, progress=False, shift=1., cond=None, guidance_scale=1., x_init=None, strength=1., mask=None):
+def sample_ddim(model: NoisePredictor, shape, steps=100, eta=1., step=ddim_step, clamp=None, device=None, generator=None,
+                return_traj=False, progress=False, shift=1., cond=None, guidance_scale=1., x_init=None, strength=1., mask=None):
     """Draw `shape[0]` samples with `steps` steps of `step` (DDIM by default); `eta=1` is DDPM-like, `eta=0`
     deterministic; `shift` picks the schedule `abar(t, shift)`. `device` defaults to the model's; a `generator` must
     live there. `cond` and `guidance_scale` go to `guided_eps`. img2img: start from `x_init` noised to time `strength`
     and take `round(strength * steps)` steps. Inpainting: where `mask` is 0, keep `x_init` noised to each step's time
     with the starting noise. Returns the final batch, and with `return_traj` also `x` after every step (on the CPU)."""
-    if device is None: device = next((p.device for p in (*model.parameters(), *model.buffers())), def_device)
+    if device is None: device = model_device(model)
     if mask is not None and x_init is None: raise ValueError("Inpainting needs the image to keep: pass `x_init` with `mask`.")
     if x_init is None: strength = 1.
     else: x_init, mask = x_init.to(device), None if mask is None else mask.to(device)
@@ -124,7 +137,7 @@ class DiscreteDenoiser(torch.nn.Module):
         self.register_buffer('values', v)
         self.register_buffer('logp', p.log())
     def forward(self, x_t, t):
-        a = abar(t).reshape(-1, *[1] * (x_t.ndim - 1))
+        a = append_dims(abar(t), x_t.ndim)
         logits = self.logp - (x_t[..., None] - a[..., None].sqrt() * self.values) ** 2 / (2 * (1 - a[..., None]))
         x0 = (logits.softmax(-1) * self.values).sum(-1)
         return (x_t - a.sqrt() * x0) / (1 - a).sqrt()

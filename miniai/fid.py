@@ -11,13 +11,14 @@ from torch import optim
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 from safetensors.torch import load_file
-from .core import def_device, set_seed, moved
+from .core import def_device, set_seed
 from .data import load_fashion_mnist, fashion_diffusion_tensors, get_dls, DataLoaders
 from .networks import fashion_resnet
 from .augment import shift_flip, AugmentCB
 from .learner import Learner, TrainCB, DeviceCB, MetricsCB, ProgressCB
 from torcheval.metrics import MulticlassAccuracy
-from .callbacks import one_cycle, init_weights
+from .callbacks import one_cycle
+from .networks import init_weights
 
 # %% auto #0
 __all__ = ['EVALUATOR_PATH', 'train_fashion_evaluator', 'load_fashion_evaluator', 'psd_sqrt', 'fid_from_stats', 'feature_stats',
@@ -97,6 +98,3 @@ class ImageEval:
 
     def fid(self, x): return fid_from_stats(*feature_stats(self.features(x)), *self.ref_stats).item()
     def kid(self, x, **kwargs): return kid_from_features(self.features(x), self.ref_feats, **kwargs).item()
-
-# %% ../nbs/06_fid.ipynb #bf6aced3
-__getattr__ = moved('miniai.fid', {'ResBlock': 'miniai.networks'})  # old imports, for one release

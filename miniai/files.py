@@ -4,19 +4,21 @@
 
 # %% ../nbs/01a_files.ipynb #11bf1113
 from __future__ import annotations
-import gzip, hashlib, io, json, os, tarfile, urllib.error, urllib.request, warnings
+import gzip, hashlib, io, json, os, socket, tarfile, urllib.error, urllib.request, warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 from torchvision.transforms.functional import resize, center_crop, pil_to_tensor
+from urllib.parse import urlparse
 from PIL import Image
-from .core import cache_dir
+from .core import cache_dir, env_flag
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'SKIP_HINT', 'atomic_write', 'write_json', 'file_list_path', 'list_images', 'ImageError',
-           'decode_with_alpha', 'load_image', 'ImageFolder', 'download', 'extract_tar']
+           'check_on_error', 'decode_with_alpha', 'load_image', 'ImageFolder', 'download', 'extract_tar',
+           'hub_reachable']
 
 # %% ../nbs/01a_files.ipynb #891cd7ce
 @contextmanager
@@ -83,6 +85,10 @@ def list_images(folder, cache=True, exts=IMAGE_EXTS):
 class ImageError(ValueError):
     "An image file that cannot be decoded."
 
+def check_on_error(on_error):
+    "Refuse (`ValueError`) an `on_error` other than 'raise' and 'skip', the two ways a reader can meet a bad file."
+    if on_error not in ('raise', 'skip'): raise ValueError(f"on_error={on_error!r}: use 'raise' or 'skip'.")
+
 SKIP_HINT = "Delete or replace it, or skip such files (on_error='skip'; --skip-bad for the miniai command)."
 
 def decode_with_alpha(path, channels=3):
@@ -119,7 +125,7 @@ class ImageFolder(Dataset):
     every file is decoded once now, in `workers` threads: an undecodable one raises (`on_error='raise'`) or is left out,
     all such named in one warning (`'skip'`); without, a bad file raises when it is read."""
     def __init__(self, folder, size=256, crop=True, channels=3, on_error='raise', cache=True, workers=8, check=False):
-        if on_error not in ('raise', 'skip'): raise ValueError(f"on_error={on_error!r}: use 'raise' or 'skip'.")
+        check_on_error(on_error)
         self.folder, self.size, self.crop, self.channels = Path(folder), size, crop, channels
         self.files = list_images(folder, cache)
         if not self.files: raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_EXTS)}) in it or its subfolders.")
@@ -174,3 +180,13 @@ def extract_tar(path, dest):
     with tarfile.open(path) as tf: tf.extractall(dest, filter='data')
     return dest
 
+
+# %% ../nbs/01a_files.ipynb #57e16eb6
+def hub_reachable(timeout: float = 2.) -> bool:
+    "Whether the Hugging Face Hub can be used now: not `HF_HUB_OFFLINE`, and its endpoint accepts a connection."
+    import huggingface_hub.constants as hc
+    if env_flag('HF_HUB_OFFLINE') or hc.HF_HUB_OFFLINE: return False
+    url = urlparse(hc.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == 'https' else 80)), timeout=timeout): return True
+    except OSError: return False

@@ -4,20 +4,22 @@
 
 # %% ../nbs/15_karras.ipynb #4086e8c8
 from __future__ import annotations
-import math
+import inspect, math
+from dataclasses import dataclass, field
+from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import default_collate
 from fastprogress.fastprogress import progress_bar
-from .core import def_device
-from .diffusion import guided_eps
+from .core import append_dims, model_device
+from .diffusion import guided_eps, collate_images, sample_ddim
 
 # %% auto #0
 __all__ = ['SAMPLERS', 't_to_sigma', 'sigma_to_t', 'sigmas_karras', 'EpsDenoiser', 'to_d', 'sample_euler', 'ancestral_step',
-           'sample_euler_ancestral', 'sample_heun', 'lms_coeff', 'sample_lms', 'sample_dpmpp_2m', 'model_calls',
-           'sample_karras', 'scalings', 'noisify_karras', 'karras_collate', 'PrecondDenoiser']
+           'sample_euler_ancestral', 'sample_heun', 'lms_coeff', 'sample_lms', 'sample_dpmpp_2m', 'Sampler',
+           'get_sampler', 'model_calls', 'sample_karras', 'draw_samples', 'scalings', 'noisify_karras',
+           'karras_collate', 'PrecondDenoiser']
 
 # %% ../nbs/15_karras.ipynb #8d1cd9eb
 def t_to_sigma(t, shift=1.):
@@ -43,7 +45,7 @@ class EpsDenoiser(nn.Module):
         super().__init__()
         self.model, self.shift, self.cond, self.guidance_scale, self.clamp = model, shift, cond, guidance_scale, clamp
     def forward(self, x, sigma):
-        s = sigma.reshape(-1, *[1] * (x.ndim - 1))
+        s = append_dims(sigma, x.ndim)
         eps = guided_eps(self.model, x / (1 + s ** 2).sqrt(), sigma_to_t(sigma, self.shift), self.cond, self.guidance_scale)
         x0 = x - s * eps.float()
         return x0 if self.clamp is None else x0.clamp(*self.clamp)
@@ -143,26 +145,62 @@ def sample_dpmpp_2m(model, x, sigmas, progress=False):
     return x
 
 # %% ../nbs/15_karras.ipynb #93ef90ac
-SAMPLERS = dict(euler=sample_euler, euler_a=sample_euler_ancestral, heun=sample_heun, lms=sample_lms, dpmpp_2m=sample_dpmpp_2m)
+@dataclass(frozen=True)
+class Sampler:
+    """An entry of `SAMPLERS`. A Karras sampler has a `solver(denoiser, x, sigmas, progress=False, **options)` that steps
+    through noise levels; a sampler that steps in time instead (DDIM) has `draw(model, shape, steps, **kwargs)`, which
+    samples a noise predictor directly. `options`: what it takes beyond the shared arguments (name -> default);
+    `calls(steps)`: its model calls in `steps` steps."""
+    solver: Callable | None = None
+    draw: Callable | None = None
+    options: dict = field(default_factory=dict)
+    calls: Callable[[int], int] = lambda steps: steps
+
+SAMPLERS = dict(ddim=Sampler(draw=sample_ddim, options=dict(eta=1.)),
+                euler=Sampler(sample_euler),
+                euler_a=Sampler(sample_euler_ancestral, options=dict(eta=1.)),
+                heun=Sampler(sample_heun, calls=lambda steps: 2 * steps - 1),  # two calls a step but the last
+                lms=Sampler(sample_lms),
+                dpmpp_2m=Sampler(sample_dpmpp_2m))
+
+def get_sampler(name, options=()):
+    "The entry `name` of `SAMPLERS`, or a `ValueError` naming the choices; also one if it does not take all of `options`."
+    if name not in SAMPLERS: raise ValueError(f"sampler={name!r}: pick one of {', '.join(SAMPLERS)}.")
+    for k in options:
+        if k not in SAMPLERS[name].options:
+            takers = ' and '.join(n for n, s in SAMPLERS.items() if k in s.options) or 'no sampler'
+            raise ValueError(f"{k} is for {takers}: {name} does not take it.")
+    return SAMPLERS[name]
 
 def model_calls(sampler, steps):
-    "How many times `sampler` (a name in `SAMPLERS`) calls the model in `steps` steps: Heun twice a step but the last."
-    return 2 * steps - 1 if sampler == 'heun' else steps
+    "How many times `sampler` (a name in `SAMPLERS`) calls the model in `steps` steps."
+    return get_sampler(sampler).calls(steps)
 
 @torch.no_grad()
-def sample_karras(denoiser, shape, sampler='dpmpp_2m', steps=20, sigma_min=0.01, sigma_max=80., rho=7., eta=1., device=None,
-                  generator=None, progress=False):
-    """Draw `shape[0]` samples with `sampler` (a name in `SAMPLERS`) over `steps` levels of `sigmas_karras`, starting from
-    noise of scale `sigma_max`; `eta` scales the fresh noise of 'euler_a'. `device` defaults to the denoiser's, else
-    `def_device`; a `generator` (living there) draws all the noise."""
-    if sampler not in SAMPLERS: raise ValueError(f"sampler={sampler!r}: pick one of {', '.join(SAMPLERS)}.")
-    if device is None: device = next((p.device for p in (*denoiser.parameters(), *denoiser.buffers())), def_device)
+def sample_karras(denoiser, shape, sampler='dpmpp_2m', steps=20, sigma_min=0.01, sigma_max=80., rho=7., device=None,
+                  generator=None, progress=False, **options):
+    """Draw `shape[0]` samples with `sampler` (a name in `SAMPLERS` with a solver) over `steps` levels of `sigmas_karras`,
+    starting from noise of scale `sigma_max`, with the sampler's `options` (e.g. `eta` of 'euler_a'). `device` defaults
+    to the denoiser's; a `generator` (living there) draws all the noise."""
+    solver = get_sampler(sampler, options).solver
+    if solver is None: raise ValueError(f"sampler={sampler!r} steps in time, not noise levels: use `draw_samples`.")
+    if device is None: device = model_device(denoiser)
     sigmas = sigmas_karras(steps, sigma_min, sigma_max, rho, device)
     x = torch.randn(shape, device=device, generator=generator) * sigma_max
-    kw = {'progress': progress}
-    if sampler == 'euler_a':
-        kw.update(eta=eta, noise_sampler=lambda sigma, sigma_next: torch.randn(shape, device=device, generator=generator))
-    return SAMPLERS[sampler](denoiser, x, sigmas, **kw)
+    if 'noise_sampler' in inspect.signature(solver).parameters:  # fresh noise from the generator, one draw a step
+        options['noise_sampler'] = lambda sigma, sigma_next: torch.randn(shape, device=device, generator=generator)
+    return solver(denoiser, x, sigmas, progress=progress, **options)
+
+def draw_samples(model, shape, sampler='ddim', steps=50, cond=None, guidance_scale=1., clamp=None, generator=None,
+                 progress=False, **options):
+    """`shape[0]` samples of the noise predictor `model` by `sampler` (any name in `SAMPLERS`) in `steps` steps, with its
+    `options`; `cond` and `guidance_scale` as for `guided_eps`. `clamp=(lo, hi)` bounds DDIM's x0 estimate, and a Karras
+    sampler's output: its denoiser stays unclamped, as in k-diffusion (this notebook measures both)."""
+    s = get_sampler(sampler, options)
+    kw = dict(generator=generator, progress=progress, **options)
+    if s.draw is not None: return s.draw(model, shape, steps, clamp=clamp, cond=cond, guidance_scale=guidance_scale, **kw)
+    x = sample_karras(EpsDenoiser(model, cond=cond, guidance_scale=guidance_scale), shape, sampler, steps, **kw)
+    return x if clamp is None else x.clamp(*clamp)
 
 # %% ../nbs/15_karras.ipynb #01f1ee95
 def scalings(sigma, sigma_data):
@@ -175,15 +213,13 @@ def noisify_karras(x0, sigma_data, P_mean=-1.2, P_std=1.2, generator=None):
     `((c_in * x, sigma_to_t(sigma)), target)`, where `target = (x0 - c_skip * x) / c_out` and `x = x0 + sigma * eps`."""
     sigma = (torch.randn(len(x0), device=x0.device, generator=generator) * P_std + P_mean).exp()
     eps = torch.randn(x0.shape, device=x0.device, generator=generator)
-    c_skip, c_out, c_in = (c.reshape(-1, *[1] * (x0.ndim - 1)) for c in scalings(sigma, sigma_data))
+    c_skip, c_out, c_in = (append_dims(c, x0.ndim) for c in scalings(sigma, sigma_data))
     x = x0 + sigma.reshape(c_in.shape) * eps
     return (c_in * x, sigma_to_t(sigma)), (x0 - c_skip * x) / c_out
 
 def karras_collate(b, sigma_data, P_mean=-1.2, P_std=1.2):
     "Collate items (images, or tuples whose first element is the image) into a batch `(c_in * x, t, target)` of `noisify_karras`."
-    x0 = default_collate(b)
-    if isinstance(x0, (list, tuple)): x0 = x0[0]
-    (x, t), target = noisify_karras(x0, sigma_data, P_mean, P_std)
+    (x, t), target = noisify_karras(collate_images(b), sigma_data, P_mean, P_std)
     return x, t, target
 
 class PrecondDenoiser(nn.Module):
@@ -192,6 +228,6 @@ class PrecondDenoiser(nn.Module):
         super().__init__()
         self.model, self.sigma_data, self.clamp = model, sigma_data, clamp
     def forward(self, x, sigma):
-        c_skip, c_out, c_in = (c.reshape(-1, *[1] * (x.ndim - 1)) for c in scalings(sigma, self.sigma_data))
+        c_skip, c_out, c_in = (append_dims(c, x.ndim) for c in scalings(sigma, self.sigma_data))
         x0 = c_skip * x + c_out * self.model(c_in * x, sigma_to_t(sigma)).float()
         return x0 if self.clamp is None else x0.clamp(*self.clamp)

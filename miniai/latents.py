@@ -8,13 +8,24 @@ import hashlib, json, os
 from pathlib import Path
 import numpy as np, torch
 from torch.utils.data import DataLoader, Subset, SequentialSampler
-from .core import cache_dir, def_device, moved
+from .core import cache_dir, def_device, model_device
 from .files import download, extract_tar, write_json
+from .autoencoder import load_vae
 
 # %% auto #0
-__all__ = ['LSUN_BEDROOMS', 'decode_latents', 'source_id', 'vae_name', 'cache_latents', 'latent_stats', 'lsun_bedrooms']
+__all__ = ['LSUN_BEDROOMS', 'downsampling', 'encode_mean', 'decode_latents', 'source_id', 'vae_name', 'check_meta',
+           'cache_latents', 'latent_stats', 'lsun_bedrooms', 'LatentSpace']
 
 # %% ../nbs/10_latents.ipynb #725a1c3a
+def downsampling(vae):
+    "How many times `vae` divides an image's side: 2 for each level of its encoder after the first."
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+@torch.no_grad()
+def encode_mean(vae, x):
+    "The posterior means of images `x` in [0, 1] (batch, channels, h, w), encoded by `vae` on its device (it takes [-1, 1])."
+    return vae.encode(x.to(model_device(vae)) * 2 - 1).latent_dist.mean
+
 @torch.no_grad()
 def decode_latents(vae, z, scale=1., mean=0.):
     """Images in [0, 1] from latents `z` (batch, channels, h, w) normalised as `(latent - mean) / scale`, where `scale`
@@ -27,22 +38,29 @@ def decode_latents(vae, z, scale=1., mean=0.):
 # %% ../nbs/10_latents.ipynb #2d791518
 def source_id(ds):
     """A hash identifying a dataset's items: of its files' absolute paths and how they are read (`ImageFolder`: size, crop,
-    channels), its tensors (`TensorDataset`), or a `Subset`'s indices and parent; any other dataset is refused, since its
-    items could change unseen."""
+    channels), its tensors (`TensorDataset`, or a tensor used as the dataset), or a `Subset`'s indices and parent; any other
+    dataset is refused, since its items could change unseen."""
     h = hashlib.sha256()
     if isinstance(ds, Subset): h.update(f"{source_id(ds.dataset)}:{list(ds.indices)}".encode())
     elif hasattr(ds, 'files'):
         h.update('\n'.join(str(Path(f).resolve()) for f in ds.files).encode())  # the same folder, however it was named
         h.update(repr([getattr(ds, k, None) for k in ('size', 'crop', 'channels')]).encode())
-    elif hasattr(ds, 'tensors'):
-        for t in ds.tensors: h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    else: raise TypeError(f"{type(ds).__name__}: cannot tell which items this dataset holds. Use an ImageFolder, a "
-                          "TensorDataset or a Subset of one, or give the dataset a `files` list.")
+    elif hasattr(ds, 'tensors') or isinstance(ds, torch.Tensor):  # a TensorDataset, or a plain tensor as the dataset
+        for t in getattr(ds, 'tensors', (ds,)): h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    else: raise TypeError(f"{type(ds).__name__}: cannot tell which items this dataset holds. Use an ImageFolder, a tensor, "
+                          "a TensorDataset or a Subset of one, or give the dataset a `files` list.")
     return h.hexdigest()[:16]
 
 def vae_name(vae):
     "The name a VAE was loaded or trained under."
     return str(vae.config.get('_name_or_path', type(vae).__name__))
+
+def check_meta(meta_path, want, what_to_do):
+    "Raise a `ValueError` naming each entry of `want` that the JSON at `meta_path` records otherwise, and `what_to_do`."
+    have = json.loads(Path(meta_path).read_text())
+    diff = [k for k in want if have.get(k) != want[k]]
+    if diff: raise ValueError(f"{meta_path}: this cache holds other {', '.join(diff)} ("
+                              + '; '.join(f'{k}: {have.get(k)} here, {want[k]} asked' for k in diff) + f"). {what_to_do}")
 
 @torch.no_grad()
 def cache_latents(dl, vae, path, dtype=np.float32):
@@ -57,15 +75,11 @@ def cache_latents(dl, vae, path, dtype=np.float32):
         raise ValueError("cache_latents needs the images in a fixed order: build the DataLoader without shuffle.")
     ds, n, bs = dl.dataset, len(dl.dataset), dl.batch_size
     x0 = ds[0][0] if isinstance(ds[0], (tuple, list)) else ds[0]
-    f = 2 ** (len(vae.config.block_out_channels) - 1)
+    f = downsampling(vae)
     want = dict(shape=[n, vae.config.latent_channels, x0.shape[-2] // f, x0.shape[-1] // f], dtype=np.dtype(dtype).str,
                 source=source_id(ds), vae=vae_name(vae), format='npy')
     if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        diff = [k for k in want if meta.get(k) != want[k]]
-        if diff: raise ValueError(f"{meta_path}: this cache holds other {', '.join(diff)} ("
-                                  + '; '.join(f'{k}: {meta.get(k)} here, {want[k]} asked' for k in diff)
-                                  + f"). Delete {path.name}* or choose another path.")
+        check_meta(meta_path, want, f"Delete {path.name}* or choose another path.")
         if path.exists(): return np.load(path, mmap_mode='r')
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
@@ -80,10 +94,8 @@ def cache_latents(dl, vae, path, dtype=np.float32):
     ids = np.arange(n)
     todo = ids[((ids // bs) % world == rank) & (done == 0)]  # whole batches, as an unbroken build would have them
     rest = DataLoader(Subset(ds, todo.tolist()), bs, num_workers=dl.num_workers, collate_fn=dl.collate_fn)
-    device = next(vae.parameters()).device
     for items, xb in zip(np.array_split(todo, range(bs, len(todo), bs)), rest):
-        if isinstance(xb, (tuple, list)): xb = xb[0]
-        z = vae.encode(xb.to(device) * 2 - 1).latent_dist.mean
+        z = encode_mean(vae, xb[0] if isinstance(xb, (tuple, list)) else xb)
         mm[items] = z.float().cpu().numpy().astype(dtype)
         mm.flush()  # the latents are on disk before they are marked done
         done[items] = 1
@@ -121,7 +133,41 @@ def lsun_bedrooms(root=None):
         done.touch()
     return root / 'bedroom'
 
-# %% ../nbs/10_latents.ipynb #914a471c
-__getattr__ = moved('miniai.latents', {  # old imports, for one release
-    **dict.fromkeys(('IMAGE_EXTS', 'list_images', 'ImageError', 'load_image', 'ImageFolder'), 'miniai.files'),
-    **dict.fromkeys(('SD_VAE', 'load_vae'), 'miniai.autoencoder')})
+# %% ../nbs/10_latents.ipynb #41714c00
+class LatentSpace:
+    """The latents of the autoencoder `vae` as a diffusion model's data: `encode` takes images in [0, 1] to latents
+    normalised per channel as `(latent - mean) / std`, `decode` takes those back to images in [0, 1]; `clamp` is the
+    normalised latents' range (samplers bound their x0 estimate to it)."""
+    def __init__(self, vae, mean=0., std=1., clamp=None):
+        self.vae, self.clamp = vae, None if clamp is None else tuple(clamp)
+        self.mean, self.std = (torch.as_tensor(v, dtype=torch.float32).reshape(-1, 1, 1) for v in (mean, std))
+
+    @classmethod
+    def fit(cls, vae, latents):
+        "The space of `vae` normalised by the per-channel mean and std of its raw `latents` (N, C, h, w), clamped to their range."
+        space = cls(vae, *latent_stats(latents))
+        z = space.normalise(torch.from_numpy(np.array(latents)))
+        space.clamp = (z.min().item(), z.max().item())
+        return space
+
+    def shape(self, size):
+        "The shape (channels, h, w) of the latents of `size` x `size` images; a `ValueError` unless the VAE can divide `size`."
+        f = downsampling(self.vae)
+        if size % f: raise ValueError(f"size {size}: the autoencoder divides sides by {f}; pick a multiple of {f}.")
+        return (self.vae.config.latent_channels, size // f, size // f)
+
+    def normalise(self, z): return (z - self.mean.to(z)) / self.std.to(z)
+    def encode(self, x): return self.normalise(encode_mean(self.vae, x))
+    def decode(self, z): return decode_latents(self.vae, z, self.std, self.mean)
+
+    def to_config(self):
+        "The space as JSON-ready values: the VAE's name, the statistics, the clamp."
+        return dict(vae=vae_name(self.vae), mean=self.mean.flatten().tolist(), std=self.std.flatten().tolist(),
+                    clamp=None if self.clamp is None else list(self.clamp))
+
+    @classmethod
+    def from_config(cls, cfg, vae=None, device=def_device):
+        "The space `to_config` described, with `vae` if given, else its VAE loaded by name (`load_vae`) onto `device`."
+        vae = vae or load_vae(cfg['vae'], device)
+        if vae is None: raise ValueError(f"{cfg['vae']}: cannot load this autoencoder.")
+        return cls(vae, cfg['mean'], cfg['std'], cfg['clamp'])

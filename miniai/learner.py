@@ -15,7 +15,7 @@ with warnings.catch_warnings():  # torcheval scripts a few functions with torch.
     from torcheval.metrics import Mean
 from fastprogress.fastprogress import master_bar, progress_bar
 from fastcore.basics import listify
-from .core import def_device, to_device, moved
+from .core import def_device, to_device
 
 # %% auto #0
 __all__ = ['TRAIN_STEPS', 'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'Callback', 'with_cbs', 'TrainCB',
@@ -273,6 +273,3 @@ def lr_find(learn, start_lr=1e-5, gamma=1.3, max_mult=3, max_epochs=10, plot=Tru
     return finder
 
 Learner.lr_find = lr_find
-
-# %% ../nbs/02_learner.ipynb #87260936
-__getattr__ = moved('miniai.learner', {'conv': 'miniai.networks', 'cnn_classifier': 'miniai.networks'})  # old imports, for one release

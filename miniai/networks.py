@@ -8,7 +8,8 @@ from torch import nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['conv', 'pre_conv', 'cnn_classifier', 'ResBlock', 'fashion_resnet', 'PreActBlock', 'LatentResNet']
+__all__ = ['conv', 'pre_conv', 'cnn_classifier', 'GeneralRelu', 'init_weights', 'ResBlock', 'fashion_resnet', 'PreActBlock',
+           'LatentResNet']
 
 # %% ../nbs/01b_networks.ipynb #0957565a
 def conv(ni, nf, ks=3, stride=2, act=nn.ReLU, norm=None, bias=None):
@@ -34,6 +35,22 @@ def cnn_classifier(nfs=(8, 16, 32, 64), n_in=1, n_out=10, norm=nn.BatchNorm2d, a
     "Stride-2 convolutions through `nfs` channels, global average pooling and a linear head."
     layers = [conv(ni, nf, act=act, norm=norm) for ni, nf in zip((n_in, *nfs), nfs)]
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(nfs[-1], n_out))
+
+# %% ../nbs/01b_networks.ipynb #653bab2a
+class GeneralRelu(nn.Module):
+    "ReLU with a negative slope `leak`, a shift down by `sub` and an optional ceiling `maxv`."
+    def __init__(self, leak=None, sub=None, maxv=None):
+        super().__init__()
+        self.leak, self.sub, self.maxv = leak, sub, maxv
+    def forward(self, x):
+        x = F.leaky_relu(x, self.leak) if self.leak is not None else F.relu(x)
+        if self.sub is not None: x = x - self.sub
+        if self.maxv is not None: x = x.clamp_max(self.maxv)
+        return x
+
+def init_weights(m, leaky=0.):
+    "Kaiming-normal initialisation for the weights of convolutions and linear layers (for `model.apply`)."
+    if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)): nn.init.kaiming_normal_(m.weight, a=leaky)
 
 # %% ../nbs/01b_networks.ipynb #c47ea4fc
 class ResBlock(nn.Module):

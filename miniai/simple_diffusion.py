@@ -8,7 +8,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from .networks import pre_conv
-from .unet import SelfAttention, zero_init, emb_layers, embed, down_path, up_path
+from .unet import SelfAttention, zero_init, EmbDenoiser, down_path, up_path, run_down
 
 # %% auto #0
 __all__ = ['LearnEmbSS', 'EmbTransformerBlk', 'SimpleDiffusion']
@@ -39,7 +39,7 @@ class EmbTransformerBlk(nn.Module):
         return x + self.fc2(h)
 
 # %% ../nbs/09_simple_diffusion.ipynb #b209b289
-class SimpleDiffusion(nn.Module):
+class SimpleDiffusion(EmbDenoiser):
     """A U-ViT denoiser, `model(x_t, t)` (or `model(x_t, t, c)` with `n_classes`): convolutional levels of `nfs` channels
     down to `img_size / 2 ** (len(nfs) - 1)`, `n_mids` transformer blocks there, and the convolutional path back up."""
     def __init__(self, in_ch=1, out_ch=1, nfs=(32, 64, 128), num_layers=1, attn_chans=8, n_mids=8, img_size=32,
@@ -48,8 +48,7 @@ class SimpleDiffusion(nn.Module):
         n, self.img_size = len(nfs), img_size
         if img_size % 2 ** (n - 1): raise ValueError(f"img_size={img_size} does not halve {n - 1} times: pick nfs to fit.")
         self.conv_in = nn.Conv2d(in_ch, nfs[0], kernel_size=3, padding=1)
-        self.n_temb, self.null_class, n_emb = nfs[0], n_classes, nfs[0] * 4
-        self.emb_mlp, self.cond_emb = emb_layers(self.n_temb, n_classes)
+        n_emb = self.init_embedding(nfs[0], n_classes)
         self.downs = down_path(n_emb, nfs, num_layers, dropout=dropout)
         self.le = LearnEmbSS((img_size // 2 ** (n - 1)) ** 2, nfs[-1])
         self.mids = nn.ModuleList([EmbTransformerBlk(n_emb, nfs[-1], attn_chans, dropout=dropout) for _ in range(n_mids)])
@@ -61,12 +60,8 @@ class SimpleDiffusion(nn.Module):
         if x.shape[-2:] != (self.img_size, self.img_size):
             raise ValueError(f"This SimpleDiffusion was built for {self.img_size}x{self.img_size} images, got "
                              f"{tuple(x.shape[-2:])}: build it with img_size={x.shape[-1]}.")
-        emb = embed(self, t, c)
-        x = self.conv_in(x)
-        saved = [x]
-        for block in self.downs:
-            x, s = block(x, emb)
-            saved += s
+        emb = self.embed(t, c)
+        x, saved = run_down(self.downs, self.conv_in(x), emb)
         n, ch, h, w = x.shape
         x = self.le(x.flatten(2).transpose(1, 2))
         for blk in self.mids: x = blk(x, emb)

@@ -12,7 +12,7 @@ from .networks import pre_conv
 
 # %% auto #0
 __all__ = ['timestep_embedding', 'zero_init', 'SelfAttention', 'SelfAttention2D', 'EmbResBlock', 'DownBlock', 'upsample',
-           'UpBlock', 'emb_layers', 'embed', 'down_path', 'up_path', 'EmbUNetModel']
+           'UpBlock', 'EmbDenoiser', 'run_down', 'down_path', 'up_path', 'EmbUNetModel', 'DiffusersUNet']
 
 # %% ../nbs/08_unet.ipynb #5e542a3f
 def timestep_embedding(t, emb_dim, max_period=10_000, scale=1_000):
@@ -109,21 +109,37 @@ class UpBlock(nn.Module):
         return self.up(x)
 
 # %% ../nbs/08_unet.ipynb #3832c3c4
-def emb_layers(n_temb, n_classes=None):
-    """The MLP taking the `n_temb` sinusoidal time features to `4 * n_temb`, and with `n_classes` a class embedding of
-    that width with `n_classes + 1` rows (the last: 'no class'), else None."""
-    n_emb = n_temb * 4
-    mlp = nn.Sequential(nn.Linear(n_temb, n_emb), nn.SiLU(), nn.Linear(n_emb, n_emb))
-    return mlp, nn.Embedding(n_classes + 1, n_emb) if n_classes else None
+class EmbDenoiser(nn.Module):
+    """The base of the library's noise predictors (the contract of `miniai.diffusion.NoisePredictor`): called as
+    `model(x_t, t)`, or `model(x_t, t, c)` with classes; `null_class` is the class index meaning 'no class' (None:
+    unconditional). `init_embedding` builds the time (and class) embedding that `embed` computes for every block."""
+    null_class = None
 
-def embed(model, t, c=None):
-    "The embedding of times `t` and, for a model with a `cond_emb`, classes `c` (None: `model.null_class`) added to it."
-    emb = model.emb_mlp(timestep_embedding(t, model.n_temb))
-    if model.cond_emb is None:
-        if c is not None: raise ValueError(f"{type(model).__name__} was built without n_classes: call it as model(x_t, t).")
-        return emb
-    if c is None: c = torch.full(t.shape, model.null_class, dtype=torch.long, device=t.device)
-    return emb + model.cond_emb(c)
+    def init_embedding(self, n_temb, n_classes=None):
+        """Build the MLP taking `n_temb` sinusoidal time features to `4 * n_temb` and, with `n_classes`, a class embedding
+        of that width with `n_classes + 1` rows (the last, `null_class`: 'no class'). Returns the embedding's width."""
+        n_emb = n_temb * 4
+        self.n_temb, self.null_class = n_temb, n_classes
+        self.emb_mlp = nn.Sequential(nn.Linear(n_temb, n_emb), nn.SiLU(), nn.Linear(n_emb, n_emb))
+        self.cond_emb = nn.Embedding(n_classes + 1, n_emb) if n_classes else None
+        return n_emb
+
+    def embed(self, t, c=None):
+        "The embedding of times `t` and, for a class-conditional model, classes `c` (None: `null_class`) added to it."
+        emb = self.emb_mlp(timestep_embedding(t, self.n_temb))
+        if self.cond_emb is None:
+            if c is not None: raise ValueError(f"{type(self).__name__} was built without n_classes: call it as model(x_t, t).")
+            return emb
+        if c is None: c = torch.full(t.shape, self.null_class, dtype=torch.long, device=t.device)
+        return emb + self.cond_emb(c)
+
+def run_down(blocks, x, emb):
+    "The down path `blocks` on `x`: its output, and every output the up path takes as a skip (`x` itself first)."
+    saved = [x]
+    for block in blocks:
+        x, s = block(x, emb)
+        saved += s
+    return x, saved
 
 def down_path(n_emb, nfs, num_layers=1, attn_chans=0, attn_start=1, dropout=0.):
     "A `DownBlock` per level of `nfs`, a stride-2 convolution after all but the last; attention from level `attn_start`."
@@ -144,15 +160,14 @@ def up_path(n_emb, nfs, num_layers=1, attn_chans=0, attn_start=1, dropout=0.):
     return blocks
 
 # %% ../nbs/08_unet.ipynb #7c866f67
-class EmbUNetModel(nn.Module):
+class EmbUNetModel(EmbDenoiser):
     """A U-Net denoiser: `model(x_t, t)` with `t` of shape `(batch,)` in [0, 1] returns the predicted noise. With
     `n_classes`, `model(x_t, t, c)` is class-conditional; `c = n_classes` (`null_class`, also used when `c` is None) is 'no class'."""
     def __init__(self, in_ch=1, out_ch=1, nfs=(32, 64, 128, 256), num_layers=1, attn_chans=8, attn_start=1, n_classes=None,
                  dropout=0.):
         super().__init__()
         self.conv_in = nn.Conv2d(in_ch, nfs[0], kernel_size=3, padding=1)
-        self.n_temb, self.null_class, n_emb = nfs[0], n_classes, nfs[0] * 4
-        self.emb_mlp, self.cond_emb = emb_layers(self.n_temb, n_classes)
+        n_emb = self.init_embedding(nfs[0], n_classes)
         self.downs = down_path(n_emb, nfs, num_layers, attn_chans, attn_start, dropout)
         self.mid_block = EmbResBlock(n_emb, nfs[-1], attn_chans=attn_chans, dropout=dropout)
         self.ups = up_path(n_emb, nfs, num_layers, attn_chans, attn_start, dropout)
@@ -160,12 +175,22 @@ class EmbUNetModel(nn.Module):
         zero_init(self.conv_out[-1])
 
     def forward(self, x, t, c=None):
-        emb = embed(self, t, c)
-        x = self.conv_in(x)
-        saved = [x]
-        for block in self.downs:
-            x, s = block(x, emb)
-            saved += s
+        emb = self.embed(t, c)
+        x, saved = run_down(self.downs, self.conv_in(x), emb)
         x = self.mid_block(x, emb)
         for block in self.ups: x = block(x, emb, saved)
         return self.conv_out(x)
+
+# %% ../nbs/08_unet.ipynb #6c6f6034
+class DiffusersUNet(EmbDenoiser):
+    """diffusers' `UNet2DModel` as an unconditional noise predictor `model(x_t, t)`, `t` in [0, 1]; by default sized as
+    `miniai train`'s pixel U-Net (levels of 16, 32, 64, 64 channels, one block each, attention of 16 channels per head
+    at the two lowest resolutions). `kwargs` override `UNet2DModel`'s arguments."""
+    def __init__(self, **kwargs):
+        super().__init__()
+        from diffusers import UNet2DModel  # imported here: the package's other models need no diffusers
+        self.unet = UNet2DModel(**{**dict(
+            sample_size=32, in_channels=1, out_channels=1, block_out_channels=(16, 32, 64, 64), layers_per_block=1,
+            norm_num_groups=8, attention_head_dim=16, down_block_types=('DownBlock2D', 'DownBlock2D', 'AttnDownBlock2D', 'AttnDownBlock2D'),
+            up_block_types=('AttnUpBlock2D', 'AttnUpBlock2D', 'UpBlock2D', 'UpBlock2D')), **kwargs})
+    def forward(self, x, t): return self.unet(x, t * 1000).sample

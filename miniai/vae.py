@@ -8,7 +8,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from .learner import Mean  # torcheval's, imported without its deprecation noise
-from .callbacks import init_weights
+from .networks import init_weights
 
 # %% auto #0
 __all__ = ['lin', 'mlp_decoder', 'MLPAutoencoder', 'reparameterize', 'VAE', 'kld_loss', 'bce_loss', 'vae_loss', 'FuncMetric']

@@ -6,7 +6,6 @@ from miniai.backbone_unet import BackboneUNet, FreezeCB
 from miniai.data import DataLoaders
 from miniai.diffusion import diffusion_learner, noisify_collate
 from miniai.networks import LatentResNet
-from miniai.unet import embed
 
 
 def classifier():
@@ -21,7 +20,7 @@ def test_starts_as_the_classifier_body_and_predicts_zero():
     model = BackboneUNet(clf, attn_chans=8).eval(); clf.eval()
     x, t = torch.randn(3, 2, 8, 8), torch.tensor([0.01, 0.5, 0.99])
     with torch.no_grad():
-        feats = model.down(x, embed(model, t))
+        feats = model.down(x, model.embed(t))
         assert [f.shape[1:] for f in feats] == [(8, 8, 8), (16, 4, 4), (32, 2, 2)]
         assert torch.allclose(feats[-1], clf.body()(x), atol=1e-6)
         assert torch.equal(model(x, t), torch.zeros_like(x))
@@ -41,7 +40,7 @@ def test_learns_to_use_the_noise_level():
     model.eval()
     x = torch.randn(2, 2, 8, 8)
     with torch.no_grad():
-        feats = [model.down(x, embed(model, torch.full((2,), t)))[-1] for t in (0.1, 0.9)]
+        feats = [model.down(x, model.embed(torch.full((2,), t)))[-1] for t in (0.1, 0.9)]
     assert not torch.allclose(*feats)
 
 

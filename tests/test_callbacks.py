@@ -3,7 +3,8 @@ from torch import nn, optim
 import torch.nn.functional as F
 from miniai.learner import Learner, Callback, TrainCB, MetricsCB, CancelFitException
 from miniai.callbacks import (CheckpointCB, NonFiniteLossCB, NonFiniteLossError, EMACB, ema_decay, one_cycle,
-                              ActivationStats, RecorderCB, lr_of, save_atomic, GeneralRelu, init_weights)
+                              ActivationStats, RecorderCB, lr_of, save_atomic)
+from miniai.networks import GeneralRelu, init_weights
 
 
 def model_fn():

@@ -110,7 +110,7 @@ def test_train_sample_fid_end_to_end(tmp_path, miniai):
     r = miniai('fid', '--run', 'run', '--n', '8', '--steps', '2', '--sampler', 'heun', '--channels-last')
     assert r.returncode == 0 and '8 images: FID' in r.stdout, r.stderr[-2000:]
     r = miniai('sample', 'run', '--sampler', 'heun', '--eta', '0.5')
-    assert r.returncode == 2 and '--eta is for ddim and euler_a: heun adds no noise' in r.stderr.splitlines()[-1]
+    assert r.returncode == 2 and '--eta is for ddim and euler_a: heun does not take it' in r.stderr.splitlines()[-1]
     r = miniai('fid', '--folder', 'imgs')
     assert r.returncode == 0 and '48 images: FID' in r.stdout, r.stderr[-2000:]
     r = miniai('fid', '--folder', 'run/samples')  # the samples, not the grid written beside them
@@ -144,7 +144,8 @@ def test_channels_last_and_compile_learn_what_a_plain_run_learns(tmp_path):
     run's to rounding (kernels sum in another order), and a compiled run (dynamo's 'eager' backend: the same tracing as
     `--compile`, without building kernels) matches it exactly and saves a checkpoint a plain model loads."""
     from torch._dynamo.utils import counters
-    from miniai.jobs import train, generate, load_run
+    from miniai.jobs import train, generate
+    from miniai.runs import RunFolder
     fashion_folder(tmp_path / 'imgs', n=32)
     opts = dict(data=tmp_path / 'imgs', channels=1, bs=8, epochs=1)
     train(tmp_path / 'plain', **opts)
@@ -156,7 +157,7 @@ def test_channels_last_and_compile_learn_what_a_plain_run_learns(tmp_path):
     assert plain.keys() == cl.keys() == compiled.keys()
     w = 'downs.1.resnets.0.conv1.2.weight'  # a 3x3 convolution of 16 to 32 channels: its layout shows the memory format
     assert cl[w].is_contiguous(memory_format=torch.channels_last) and not cl[w].is_contiguous() and plain[w].is_contiguous()
-    assert load_run(tmp_path / 'plain', channels_last=True)[0].state_dict()[w].is_contiguous(memory_format=torch.channels_last)
+    assert RunFolder(tmp_path / 'plain').load_model(channels_last=True)[0].state_dict()[w].is_contiguous(memory_format=torch.channels_last)
     for k in plain:
         torch.testing.assert_close(cl[k], plain[k], rtol=1e-3, atol=1e-4)
         torch.testing.assert_close(compiled[k], plain[k], rtol=0, atol=0)
@@ -165,11 +166,11 @@ def test_channels_last_and_compile_learn_what_a_plain_run_learns(tmp_path):
 
 
 def test_fid_of_a_folder_streams_to_the_same_score(tmp_path):
-    from miniai.jobs import fid, image_folder
+    from miniai.jobs import score, image_folder
     from miniai.data import SAMPLE_DIR, load_fashion_mnist, fashion_diffusion_tensors
     from miniai.fid import ImageEval, load_fashion_evaluator
     fashion_folder(tmp_path / 'imgs', n=300)
-    res = fid(folder=tmp_path / 'imgs')
+    res = score(folder=tmp_path / 'imgs')
     ie = ImageEval(load_fashion_evaluator()[:-1], fashion_diffusion_tensors(load_fashion_mnist(SAMPLE_DIR, verbose=False))[0])
     ds = image_folder(tmp_path / 'imgs', 32, 1)
     x = torch.stack([ds[i] for i in range(len(ds))]) - 0.5  # all in memory at once
@@ -260,3 +261,12 @@ def test_help_answers_without_importing_torch():
             "print(sorted(m for m in ('torch', 'miniai.jobs', 'diffusers', 'datasets') if m in sys.modules))")
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == '[]', r.stdout[-500:] + r.stderr[-500:]
+
+
+def test_the_command_names_are_the_registries():
+    "The parser lists names without importing PyTorch; each list is its registry's."
+    from miniai.cli import SAMPLER_NAMES, MODEL_NAMES, SPACE_NAMES, PRECISION_NAMES
+    from miniai.karras import SAMPLERS
+    from miniai.runs import MODELS, SPACES
+    from miniai.accel import PRECISIONS
+    assert (SAMPLER_NAMES, MODEL_NAMES, SPACE_NAMES, PRECISION_NAMES) == (tuple(SAMPLERS), tuple(MODELS), SPACES, PRECISIONS)

@@ -1,6 +1,6 @@
 import gzip, shutil, time, pytest, torch
-from miniai.data import (load_fashion_mnist, load_fashion_mnist_idx, read_idx, IDXError, SAMPLE_DIR,
-                         hub_reachable, DataLoaders, inplace)
+from miniai.data import load_fashion_mnist, load_fashion_mnist_idx, read_idx, IDXError, SAMPLE_DIR, DataLoaders, inplace
+from miniai.files import hub_reachable
 
 
 def test_packaged_sample_loads():

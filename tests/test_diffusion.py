@@ -1,5 +1,5 @@
 import math, pytest, torch
-from miniai.diffusion import abar, inv_abar, noisify, ddim_step, sample, DiscreteDenoiser, noisify_collate, T_MAX
+from miniai.diffusion import abar, inv_abar, noisify, ddim_step, sample_ddim, DiscreteDenoiser, noisify_collate, T_MAX
 
 
 def test_abar_endpoints_and_inverse():
@@ -69,7 +69,7 @@ def test_matches_diffusers_ddim(eta):
 def test_sampler_reproduces_data_distribution(eta):
     "The exact denoiser of a two-value distribution, sampled with enough steps, gives that distribution back."
     den = DiscreteDenoiser([-0.5, 0.5], [0.3, 0.7])
-    xs = sample(den, (20_000, 1), steps=100, eta=eta, generator=torch.Generator().manual_seed(0))
+    xs = sample_ddim(den, (20_000, 1), steps=100, eta=eta, generator=torch.Generator().manual_seed(0))
     off = (xs[..., None] - den.values).abs().min(-1).values
     assert off.max() < 1e-3
     assert abs((xs > 0).float().mean().item() - 0.7) < 0.02
@@ -81,12 +81,12 @@ def test_sampler_calls_model_with_batch_times_and_is_seeded():
         def forward(self, x, t):
             calls.append((x.shape, t.shape, t[0].item()))
             return torch.zeros_like(x)
-    out1 = sample(Spy(), (3, 1, 2, 2), steps=5, generator=torch.Generator().manual_seed(0), device='cpu')
+    out1 = sample_ddim(Spy(), (3, 1, 2, 2), steps=5, generator=torch.Generator().manual_seed(0), device='cpu')
     assert len(calls) == 5 and all(c[1] == (3,) for c in calls)
     assert calls[0][2] == pytest.approx(T_MAX) and calls[-1][2] == pytest.approx(0.2)
-    out2 = sample(Spy(), (3, 1, 2, 2), steps=5, generator=torch.Generator().manual_seed(0), device='cpu')
+    out2 = sample_ddim(Spy(), (3, 1, 2, 2), steps=5, generator=torch.Generator().manual_seed(0), device='cpu')
     assert torch.equal(out1, out2)
-    x, traj = sample(Spy(), (3, 1, 2, 2), steps=5, return_traj=True, device='cpu')
+    x, traj = sample_ddim(Spy(), (3, 1, 2, 2), steps=5, return_traj=True, device='cpu')
     assert len(traj) == 5 and torch.equal(traj[-1], x)
 
 

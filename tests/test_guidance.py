@@ -1,7 +1,7 @@
 import pytest, torch
 from miniai.unet import EmbUNetModel
 from miniai.simple_diffusion import SimpleDiffusion
-from miniai.diffusion import guided_eps, sample
+from miniai.diffusion import guided_eps, sample_ddim
 from miniai.diffusion import drop_cond, noisify_cond_collate
 
 
@@ -60,14 +60,14 @@ def test_dropout_rate_is_honoured():
 
 def test_img2img_at_strength_zero_returns_the_input(model):
     x0 = torch.rand(3, 1, 16, 16) - 0.5
-    assert torch.equal(sample(model, x0.shape, steps=20, x_init=x0, strength=0.), x0)
-    out = sample(model, x0.shape, steps=20, x_init=x0, strength=0.5, cond=torch.tensor([0, 1, 2]), guidance_scale=2.)
+    assert torch.equal(sample_ddim(model, x0.shape, steps=20, x_init=x0, strength=0.), x0)
+    out = sample_ddim(model, x0.shape, steps=20, x_init=x0, strength=0.5, cond=torch.tensor([0, 1, 2]), guidance_scale=2.)
     assert out.shape == x0.shape and not torch.equal(out, x0)
 
 
 def test_inpainting_keeps_the_known_region(model):
     x0 = torch.rand(3, 1, 16, 16) - 0.5
     mask = torch.zeros(1, 1, 16, 16); mask[..., 8:] = 1
-    out = sample(model, x0.shape, steps=10, x_init=x0, mask=mask, cond=torch.tensor([0, 1, 2]), guidance_scale=3.)
+    out = sample_ddim(model, x0.shape, steps=10, x_init=x0, mask=mask, cond=torch.tensor([0, 1, 2]), guidance_scale=3.)
     assert torch.equal(out[..., :8], x0[..., :8]) and not torch.equal(out[..., 8:], x0[..., 8:])
-    with pytest.raises(ValueError, match='x_init'): sample(model, x0.shape, steps=2, mask=mask)
+    with pytest.raises(ValueError, match='x_init'): sample_ddim(model, x0.shape, steps=2, mask=mask)

@@ -2,10 +2,10 @@
 import importlib, importlib.util, math, sys, types
 import pytest, torch
 from torch import nn
-from miniai.diffusion import DiscreteDenoiser, abar, sample, T_MAX
+from miniai.diffusion import DiscreteDenoiser, abar, sample_ddim, T_MAX
 from miniai.karras import (t_to_sigma, sigma_to_t, sigmas_karras, EpsDenoiser, scalings, noisify_karras, PrecondDenoiser,
                            sample_euler, sample_euler_ancestral, sample_heun, sample_lms, sample_dpmpp_2m, lms_coeff,
-                           sample_karras, SAMPLERS)
+                           sample_karras, draw_samples, SAMPLERS)
 
 
 @pytest.fixture(scope='module')
@@ -95,7 +95,7 @@ def test_eps_denoiser_is_the_posterior_mean():
 
 def test_ddim_eta_0_is_euler_over_its_levels():
     model, steps, shape = DiscreteDenoiser([-0.5, 0.5]), 10, (8, 1, 4, 4)
-    ddim = sample(model, shape, steps=steps, eta=0., generator=torch.Generator().manual_seed(0))
+    ddim = sample_ddim(model, shape, steps=steps, eta=0., generator=torch.Generator().manual_seed(0))
     sig = t_to_sigma(torch.linspace(1, 0, steps + 1).clamp(max=T_MAX))
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0)) * (1 + sig[0] ** 2).sqrt()
     torch.testing.assert_close(sample_euler(EpsDenoiser(model), x, sig), ddim, rtol=0, atol=1e-4)
@@ -120,17 +120,25 @@ def test_preconditioning_targets_have_unit_variance_and_invert():
 
 @pytest.mark.parametrize('name', SAMPLERS)
 def test_every_sampler_draws_the_data_and_a_seed_repeats(name):
+    "Every entry of the registry, DDIM included, run by `draw_samples` on the exact noise predictor of two values."
     values = torch.tensor([-0.5, 0.5])
-    D = EpsDenoiser(DiscreteDenoiser(values))
-    x = sample_karras(D, (256, 1, 4, 4), name, steps=20, generator=torch.Generator().manual_seed(0))
+    draw = lambda: draw_samples(DiscreteDenoiser(values), (256, 1, 4, 4), name, 20, generator=torch.Generator().manual_seed(0))
+    x = draw()
     assert ((x[..., None] - values).abs().min(-1).values < 0.02).float().mean() > 0.99
     assert 0.45 < (x > 0).float().mean() < 0.55
-    torch.testing.assert_close(sample_karras(D, (256, 1, 4, 4), name, steps=20, generator=torch.Generator().manual_seed(0)), x)
+    torch.testing.assert_close(draw(), x)
+    if SAMPLERS[name].solver is not None:  # a Karras sampler: `draw_samples` is `sample_karras` on its `EpsDenoiser`
+        D = EpsDenoiser(DiscreteDenoiser(values))
+        torch.testing.assert_close(sample_karras(D, (256, 1, 4, 4), name, 20, generator=torch.Generator().manual_seed(0)), x)
 
 
-def test_unknown_sampler_is_named():
-    with pytest.raises(ValueError, match="sampler='ddpm': pick one of euler, euler_a, heun, lms, dpmpp_2m"):
+def test_unknown_sampler_and_options_are_named():
+    with pytest.raises(ValueError, match="sampler='ddpm': pick one of ddim, euler, euler_a, heun, lms, dpmpp_2m"):
         sample_karras(EpsDenoiser(DiscreteDenoiser([0.])), (1, 1, 2, 2), 'ddpm')
+    with pytest.raises(ValueError, match="sampler='ddim' steps in time"):
+        sample_karras(EpsDenoiser(DiscreteDenoiser([0.])), (1, 1, 2, 2), 'ddim')
+    with pytest.raises(ValueError, match="eta is for ddim and euler_a: lms does not take it"):
+        draw_samples(DiscreteDenoiser([0.]), (1, 1, 2, 2), 'lms', 2, eta=0.)
 
 
 def test_eps_denoiser_of_a_conditional_model_guides():

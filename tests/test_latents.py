@@ -131,3 +131,31 @@ def test_decode_latents_undoes_the_normalisation(vae):
     torch.testing.assert_close(decode_latents(vae, z / 5., scale=5.), want, atol=1e-5, rtol=1e-5)
     out = decode_latents(vae, z)
     assert out.shape == (2, 3, 32, 32) and out.min() >= 0 and out.max() <= 1
+
+
+def test_a_plain_tensor_dataset_caches_and_is_told_apart(vae, tmp_path):
+    "A `DataLoader` over a plain tensor, as the course passes one: cached like a `TensorDataset` of the same tensor."
+    x = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    lat = cache_latents(DataLoader(x, 4), vae, tmp_path / 'plain.npy')
+    np.testing.assert_array_equal(lat, cache_latents(DataLoader(TensorDataset(x), 4), vae, tmp_path / 'wrapped.npy'))
+    with pytest.raises(ValueError, match='other source'):
+        cache_latents(DataLoader(x.flip(0), 4), vae, tmp_path / 'plain.npy')
+
+
+def test_latent_space_encodes_decodes_and_round_trips_its_config(vae, vae_dir, tmp_path):
+    from miniai.latents import LatentSpace, decode_latents
+    x = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    raw = cache_latents(DataLoader(x, 4), vae, tmp_path / 'lat.npy')
+    space = LatentSpace.fit(vae, raw)
+    z = space.encode(x)
+    torch.testing.assert_close(z.mean((0, 2, 3)), torch.zeros(4), atol=1e-4, rtol=0)  # normalised per channel
+    torch.testing.assert_close(z.std((0, 2, 3), correction=0), torch.ones(4), atol=1e-4, rtol=0)
+    zn = space.normalise(torch.from_numpy(np.array(raw)))
+    assert space.clamp == (zn.min().item(), zn.max().item())
+    torch.testing.assert_close(space.decode(z), decode_latents(vae, torch.from_numpy(np.array(raw))))
+    assert space.shape(64) == (4, 8, 8)
+    with pytest.raises(ValueError, match='size 30: the autoencoder divides sides by 8'): space.shape(30)
+    cfg = json.loads(json.dumps(space.to_config()))
+    assert cfg['vae'] == str(vae_dir)
+    again = LatentSpace.from_config(cfg, device='cpu')
+    torch.testing.assert_close(again.decode(z), space.decode(z))

@@ -4,16 +4,17 @@
 
 # %% ../nbs/12_latent_classifier.ipynb #363cea2a
 from __future__ import annotations
-import csv, json, warnings
+import csv, warnings
 from pathlib import Path
 import numpy as np, torch
 from torch.utils.data import Dataset, DataLoader
 from torchvision.utils import save_image
 from fastprogress.fastprogress import progress_bar
+from .core import from_model_range
 from .data import load_fashion_mnist, fashion_diffusion_tensors
-from .files import atomic_write, list_images, load_image, ImageError, write_json
-from .latents import latent_stats, vae_name
-from .core import moved
+from .files import atomic_write, list_images, load_image, ImageError, write_json, check_on_error
+from .latents import latent_stats, vae_name, encode_mean, check_meta
+
 
 # %% auto #0
 __all__ = ['CLS_LOC', 'VAL_SOLUTION', 'FASHION_WNIDS', 'ENCODING', 'fashion_imagenet', 'read_val_solution', 'class_names',
@@ -35,10 +36,10 @@ def fashion_imagenet(root, n_train=None, n_valid=None, data=None):
     val.mkdir(parents=True, exist_ok=True)
     for i, (x, y) in enumerate(zip(xt[:n_train], yt[:n_train].tolist())):
         (train / FASHION_WNIDS[y]).mkdir(parents=True, exist_ok=True)
-        save_image(x + 0.5, train / FASHION_WNIDS[y] / f'{FASHION_WNIDS[y]}_{i}.png')
+        save_image(from_model_range(x), train / FASHION_WNIDS[y] / f'{FASHION_WNIDS[y]}_{i}.png')
     rows = []
     for i, (x, y) in enumerate(zip(xv[:n_valid], yv[:n_valid].tolist())):
-        save_image(x + 0.5, val / f'val_{i:08d}.png')
+        save_image(from_model_range(x), val / f'val_{i:08d}.png')
         rows.append((f'val_{i:08d}', f'{FASHION_WNIDS[y]} 0 0 32 32'))
     with open(root / VAL_SOLUTION, 'w', newline='') as f: csv.writer(f).writerows([('ImageId', 'PredictionString'), *rows])
     return root
@@ -83,19 +84,13 @@ ENCODING = 'encoding.json'  # how a folder of latent files was encoded, beside t
 @torch.no_grad()
 def encode_folder(src, dst, vae, size=256, bs=64, workers=4, dtype=np.float16, on_error='raise', progress=True):
     """Encode each image under `src` (shorter side resized to `size`, centre-cropped to a square, in as many channels as
-    `vae` takes, scaled to [-1, 1]) with
-    `vae`'s posterior mean into a `.npy` file at the same relative path under `dst`. Files already in `dst` are skipped, so
+    `vae` takes) with `vae`'s posterior mean (`encode_mean`) into a `.npy` file at the same relative path under `dst`. Files already in `dst` are skipped, so
     an interrupted run resumes. `on_error='skip'` leaves out undecodable images with one warning naming them. Returns the
     number of images encoded. `dst/ENCODING` records how (VAE, size, dtype); a `dst` encoded otherwise is refused."""
-    if on_error not in ('raise', 'skip'): raise ValueError(f"on_error={on_error!r}: use 'raise' or 'skip'.")
+    check_on_error(on_error)
     src, dst = Path(src), Path(dst)
     want = dict(vae=vae_name(vae), size=size, channels=vae.config.in_channels, dtype=np.dtype(dtype).str)
-    if (dst / ENCODING).exists():
-        have = json.loads((dst / ENCODING).read_text())
-        diff = [k for k in want if have.get(k) != want[k]]
-        if diff: raise ValueError(f"{dst / ENCODING}: these latents were encoded with other {', '.join(diff)} ("
-                                  + '; '.join(f'{k}: {have.get(k)} there, {want[k]} asked' for k in diff)
-                                  + f"). Choose another destination, or delete {dst} to encode again.")
+    if (dst / ENCODING).exists(): check_meta(dst / ENCODING, want, f"Choose another destination, or delete {dst} to encode again.")
     else:
         dst.mkdir(parents=True, exist_ok=True)
         write_json(dst / ENCODING, want)
@@ -103,12 +98,12 @@ def encode_folder(src, dst, vae, size=256, bs=64, workers=4, dtype=np.float16, o
     outs = {f: dst / f.relative_to(src).with_suffix('.npy') for f in list_images(src)}
     todo = [f for f, o in outs.items() if o not in have]
     for d in {outs[f].parent for f in todo}: d.mkdir(parents=True, exist_ok=True)
-    device, bad = next(vae.parameters()).device, []
+    bad = []
     dl = DataLoader(_Decode(todo, size, vae.config.in_channels, on_error), bs, num_workers=workers if len(todo) > bs else 0)
     for xb, idx, ok in (progress_bar(dl, leave=False) if progress and todo else dl):
         bad += [todo[i] for i in idx[~ok].tolist()]
         if not ok.any(): continue
-        z = vae.encode(xb[ok].to(device) * 2 - 1).latent_dist.mean.float().cpu().numpy().astype(dtype)
+        z = encode_mean(vae, xb[ok]).float().cpu().numpy().astype(dtype)
         for i, zi in zip(idx[ok].tolist(), z):
             # renamed into place, so a kill never leaves a half file; not synced one by one: the old cost of a
             # million small files, and only a power cut could still leave one short
@@ -139,6 +134,3 @@ def sample_stats(files, n=1000, seed=0):
     "Per-channel mean and std of `n` latent files chosen at random from `files`."
     idx = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))[:n].tolist()
     return latent_stats(np.stack([np.load(files[i]) for i in idx]))
-
-# %% ../nbs/12_latent_classifier.ipynb #ff1f99d8
-__getattr__ = moved('miniai.latent_classifier', {'RandErase': 'miniai.augment', 'PreActBlock': 'miniai.networks', 'LatentResNet': 'miniai.networks'})  # old imports, for one release

@@ -3,7 +3,7 @@ import numpy as np, pytest, torch
 import torchvision.transforms as T
 from miniai.data import SAMPLE_DIR, load_fashion_mnist_idx
 from miniai.files import list_images
-from miniai.latent_classifier import (CLS_LOC, VAL_SOLUTION, LatentFiles, class_names,
+from miniai.latent_files import (CLS_LOC, VAL_SOLUTION, LatentFiles, class_names,
                                       encode_folder, file_labels, read_val_solution, sample_stats, fashion_imagenet,
                                       FASHION_WNIDS)
 
@@ -31,7 +31,7 @@ def test_labels_from_folders_and_solution_file(tree):
 
 ENCODE = """
 import sys, time
-import miniai.latent_classifier as lc
+import miniai.latent_files as lc
 from diffusers import AutoencoderKL
 load = lc.load_image
 def slow(*a, **k):
@@ -65,7 +65,7 @@ def test_encode_folder_resumes_after_a_kill(tree, vae_dir, vae, tmp_path):
         np.testing.assert_allclose(za.astype(np.float32), zb.astype(np.float32), atol=2e-3, rtol=2e-3)  # one float16 step
     assert not list((tmp_path / 'part').rglob('*.tmp'))
     assert encode_folder(src, tmp_path / 'part', vae, size=64, progress=False) == 0
-    with pytest.raises(ValueError, match=r'encoded with other size \(size: 64 there, 32 asked\)'):
+    with pytest.raises(ValueError, match=r'holds other size \(size: 64 here, 32 asked\)'):
         encode_folder(src, tmp_path / 'part', vae, size=32, progress=False)  # never a mix of two encodings
     with pytest.raises(ValueError, match='dtype'): encode_folder(src, tmp_path / 'part', vae, size=64, dtype=np.float32, progress=False)
 
