@@ -10,7 +10,7 @@ from .core import def_device
 from .learner import TrainCB, DeviceCB
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'native_amp_dtype', 'MixedPrecision', 'make_trainer', 'AccelerateCB']
+__all__ = ['PRECISIONS', 'native_amp_dtype', 'MixedPrecision', 'precision_dtype', 'make_trainer', 'AccelerateCB']
 
 # %% ../nbs/04_accel.ipynb #85f9ade2
 def native_amp_dtype(device) -> torch.dtype | None:
@@ -55,14 +55,19 @@ class MixedPrecision(TrainCB):
 # %% ../nbs/04_accel.ipynb #37376d2e
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 
-def make_trainer(precision='auto', n_inp=1, device=def_device):
-    """The training callback for `precision`: 'fp32' (`TrainCB`), 'bf16' or 'fp16' (`MixedPrecision`), or 'auto': the
-    16-bit type `device` multiplies natively, else fp32."""
+def precision_dtype(precision='auto', device=def_device):
+    """The autocast dtype that `precision` means on `device` (None: fp32): 'bf16' or 'fp16' as named, 'auto' the 16-bit
+    type `device` multiplies natively, else fp32."""
     if precision not in PRECISIONS: raise ValueError(f"precision={precision!r}: use one of {', '.join(PRECISIONS)}.")
-    if precision == 'auto': dtype = native_amp_dtype(device)
-    else: dtype = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[precision]
+    if precision == 'auto': return native_amp_dtype(device)
+    dtype = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[precision]
     if dtype == torch.float16 and torch.device(device).type != 'cuda':
         raise ValueError(f"precision='fp16' needs a CUDA GPU, not {device}: use 'bf16' or 'auto'.")
+    return dtype
+
+def make_trainer(precision='auto', n_inp=1, device=def_device):
+    "The training callback for `precision` (`precision_dtype`): `TrainCB` for fp32, else `MixedPrecision`."
+    dtype = precision_dtype(precision, device)
     return MixedPrecision(n_inp, dtype) if dtype else TrainCB(n_inp)
 
 # %% ../nbs/04_accel.ipynb #ffb40c04

@@ -142,9 +142,10 @@ def sharpness(x):
     return ((x.diff(dim=-1) ** 2).mean() + (x.diff(dim=-2) ** 2).mean()).item()
 
 # %% ../nbs/09a_autoencoder.ipynb #acc3504c
-def load_vae(name=SD_VAE, device=def_device):
+def load_vae(name=SD_VAE, device=def_device, fallback=None):
     """The pretrained `AutoencoderKL` `name`, in eval mode without gradients: a Hub id, a local folder, or `FASHION_VAE` (the
-    Fashion-MNIST autoencoder shipped in the package). None, with a line saying why, where it cannot be had."""
+    Fashion-MNIST autoencoder shipped in the package). Where it cannot be had: `fallback` (e.g. `FASHION_VAE`) after a line
+    saying why; without one, an `OSError` that says why and what to do."""
     from diffusers import AutoencoderKL
     from miniai.files import hub_reachable
     path = str(FASHION_VAE_DIR) if name == FASHION_VAE else name
@@ -154,7 +155,10 @@ def load_vae(name=SD_VAE, device=def_device):
             warnings.filterwarnings('ignore', message='The `local_dir_use_symlinks` argument is deprecated')
             vae = AutoencoderKL.from_pretrained(path, local_files_only=offline)
     except (OSError, ValueError) as e:
-        print(f"{name}: not available{' offline' if offline else ''} ({type(e).__name__})")
-        return None
+        why = f"{name}: not available{' offline' if offline else ''} ({type(e).__name__})"
+        if fallback is None: raise OSError(f"{why}. Give a folder saved with `save_pretrained`, a Hub id the Hub can serve, "
+                                           "or a fallback (FASHION_VAE needs no network).") from e
+        print(why)
+        return load_vae(fallback, device)
     vae.register_to_config(_name_or_path=name)  # the name it was asked by, wherever the package is installed
     return vae.requires_grad_(False).eval().to(device)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_callbacks.ipynb #bf979f9b
 from __future__ import annotations
-import math, random
+import math, random, signal, threading, time
 from functools import partial
 from pathlib import Path
 import numpy as np, torch, matplotlib.pyplot as plt
@@ -14,12 +14,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from .core import get_grid
 from .files import atomic_write
-from .learner import Callback
+from .learner import Callback, CancelFitException
 
 # %% auto #0
 __all__ = ['Hook', 'Hooks', 'append_stats', 'HooksCallback', 'ActivationStats', 'BaseSchedCB', 'BatchSchedCB', 'EpochSchedCB',
            'one_cycle', 'lr_of', 'beta1_of', 'RecorderCB', 'rng_states', 'set_rng_states', 'save_atomic',
-           'main_process', 'unwrap', 'CheckpointCB', 'NonFiniteLossError', 'NonFiniteLossCB', 'ema_decay', 'EMACB']
+           'main_process', 'unwrap', 'SkipBatches', 'CheckpointCB', 'StopOnSignalCB', 'ignore_interrupts',
+           'NonFiniteLossError', 'NonFiniteLossCB', 'ema_decay', 'EMACB']
 
 # %% ../nbs/03_callbacks.ipynb #d799da05
 class Hook:
@@ -176,11 +177,25 @@ def unwrap(model):
     "The model inside a `DistributedDataParallel` wrapper (whose state dict names every weight 'module.')."
     return model.module if isinstance(model, DistributedDataParallel) else model
 
+class SkipBatches:
+    """The batches of `dl` after its first `n`, which are drawn and dropped so that the data order and the random state
+    move as they did when those batches were trained; then the random state is set to `rng`, as it was when training
+    stopped. A resumed epoch's metrics average only the batches trained after the resume."""
+    def __init__(self, dl, n, rng): self.dl, self.n, self.rng = dl, n, rng
+    def __len__(self): return len(self.dl) - self.n
+    def __iter__(self):
+        it = iter(self.dl)
+        for _ in range(self.n): next(it)
+        set_rng_states(self.rng)
+        yield from it
+
 class CheckpointCB(Callback):
     """Save model, optimizer, callback and RNG states to `path` every `every` epochs and at the end (from the main process
-    only); with `resume`, continue from the checkpoint at `path` when there is one."""
+    only), and within a training epoch every `minutes` (if given) and when `learn.stop_requested` is set, which then ends
+    the fit. With `resume`, continue from the checkpoint at `path` when there is one, exactly, a mid-epoch one too."""
     order = 20
-    def __init__(self, path, every=1, resume=False): self.path, self.every, self.resume = Path(path), every, resume
+    def __init__(self, path, every=1, resume=False, minutes=None):
+        self.path, self.every, self.resume, self.minutes = Path(path), every, resume, minutes
 
     def _stateful(self, learn):
         stateful = [cb for cb in learn.cbs if hasattr(cb, 'state_dict') and cb is not self]
@@ -189,13 +204,17 @@ class CheckpointCB(Callback):
             raise ValueError("CheckpointCB needs the stateful callbacks to be of different classes.")
         return cbs
 
-    def save(self, learn):
-        state = {'epoch': learn.epoch, 'model': unwrap(learn.model).state_dict(), 'opt': learn.opt.state_dict(),
-                 'cbs': {k: cb.state_dict() for k, cb in self._stateful(learn).items()}, 'rng': rng_states()}
+    def save(self, learn, batches=None):
+        "Save the state after `batches` batches of the training epoch in progress (None: after the whole epoch)."
+        state = {'epoch': learn.epoch, 'batches': batches, 'model': unwrap(learn.model).state_dict(), 'opt': learn.opt.state_dict(),
+                 'cbs': {k: cb.state_dict() for k, cb in self._stateful(learn).items()}, 'rng': rng_states(),
+                 'rng_epoch': self.rng_epoch}
         if main_process(): save_atomic(state, self.path)
         if dist.is_initialized(): dist.barrier()  # no process goes on, and may read it, before it is written
+        self.saved_at = time.monotonic()
 
     def before_fit(self, learn):
+        self.rng_epoch, self.resume_in, self.saved_at = None, None, time.monotonic()
         if not (self.resume and self.path.exists()): return
         try: ck = torch.load(self.path, map_location='cpu', weights_only=True)
         except Exception as e:
@@ -205,14 +224,54 @@ class CheckpointCB(Callback):
         for k, cb in self._stateful(learn).items():
             if k not in ck['cbs']: raise KeyError(f"{self.path} has no state for {k}; it was saved with other callbacks.")
             cb.load_state_dict(ck['cbs'][k])
-        set_rng_states(ck['rng'])
-        learn.epochs = range(ck['epoch'] + 1, learn.n_epochs)
-        print(f"resumed from {self.path} after epoch {ck['epoch']}")
+        if ck.get('batches') is None:
+            set_rng_states(ck['rng'])
+            learn.epochs = range(ck['epoch'] + 1, learn.n_epochs)
+            print(f"resumed from {self.path} after epoch {ck['epoch']}")
+        else:  # the epoch is finished from its start's random state, its trained batches skipped (`before_epoch`)
+            self.resume_in = ck
+            learn.epochs = range(ck['epoch'], learn.n_epochs)
+            print(f"resumed from {self.path} in epoch {ck['epoch']}, after {ck['batches']} of its batches")
+
+    def before_epoch(self, learn):
+        if not learn.training: return
+        ck, self.resume_in = self.resume_in, None
+        if ck: set_rng_states(ck['rng_epoch'])
+        self.rng_epoch, self.batches = rng_states(), ck['batches'] if ck else 0  # before the data order is drawn
+        if ck: learn.dl = SkipBatches(learn.dl, ck['batches'], ck['rng'])
+
+    def after_batch(self, learn):
+        if not learn.training: return
+        self.batches += 1
+        stop = getattr(learn, 'stop_requested', False)
+        if stop or (self.minutes is not None and time.monotonic() - self.saved_at >= self.minutes * 60):
+            self.save(learn, self.batches)
+        if stop: raise CancelFitException()
 
     def after_epoch(self, learn):
         # an epoch ends after its validation pass, or after training when there is none
-        last_phase = not learn.training or not learn.do_valid
-        if last_phase and ((learn.epoch + 1) % self.every == 0 or learn.epoch + 1 == learn.n_epochs): self.save(learn)
+        last_phase, stop = not learn.training or not learn.do_valid, getattr(learn, 'stop_requested', False)
+        if last_phase and (stop or (learn.epoch + 1) % self.every == 0 or learn.epoch + 1 == learn.n_epochs): self.save(learn)
+        if stop: raise CancelFitException()
+
+class StopOnSignalCB(Callback):
+    """The first SIGINT (Ctrl-C) or SIGTERM during `fit` sets `learn.stop_requested`: the batch in progress ends, and
+    `CheckpointCB` saves and ends the fit; a second signal interrupts at once. The handlers are set only in the main
+    thread (Python's rule), and restored after the fit."""
+    order = CheckpointCB.order + 1
+    def before_fit(self, learn):
+        learn.stop_requested, self.old = False, {}
+        if threading.current_thread() is not threading.main_thread(): return
+        def request(signum, frame):
+            if learn.stop_requested: raise KeyboardInterrupt
+            learn.stop_requested = True
+        for s in (signal.SIGINT, signal.SIGTERM): self.old[s] = signal.signal(s, request)
+    def cleanup_fit(self, learn):
+        for s, h in self.old.items(): signal.signal(s, h)
+
+def ignore_interrupts(worker_id):
+    "A `DataLoader` `worker_init_fn`: its workers leave Ctrl-C to the main process, which stops the training cleanly."
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 # %% ../nbs/03_callbacks.ipynb #44c68942
 class NonFiniteLossError(RuntimeError):

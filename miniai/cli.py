@@ -4,13 +4,18 @@
 
 # %% ../nbs/90_cli.ipynb #155b36b1
 from __future__ import annotations
-import argparse, math
+import argparse, math, shlex, sys, warnings
 from functools import partial
+from pathlib import Path
 
 # %% auto #0
-__all__ = ['SAMPLER_NAMES', 'MODEL_NAMES', 'SPACE_NAMES', 'PRECISION_NAMES', 'DefaultsHelp', 'at_least', 'parser', 'main']
+__all__ = ['SAMPLER_NAMES', 'MODEL_NAMES', 'SPACE_NAMES', 'PRECISION_NAMES', 'UsageError', 'DefaultsHelp', 'at_least', 'parser',
+           'default_out', 'check_options', 'warn_in_one_line', 'resume_command', 'main']
 
 # %% ../nbs/90_cli.ipynb #069b41ad
+class UsageError(Exception):
+    "A mistake in the command's input: reported as one line, without a traceback."
+
 # The registries' names, for the parser: a test checks each against its registry (`miniai.karras.SAMPLERS`,
 # `miniai.runs.MODELS` and `SPACES`, `miniai.accel.PRECISIONS`), which the parser cannot import without PyTorch.
 SAMPLER_NAMES = ('ddim', 'euler', 'euler_a', 'heun', 'lms', 'dpmpp_2m')
@@ -50,16 +55,21 @@ def parser():
     t.add_argument('--precision', choices=PRECISION_NAMES, default='auto',
                    help='auto: 16-bit where the hardware is fast at it, else fp32')
     t.add_argument('--seed', type=int, default=42, help='random seed')
-    t.add_argument('--size', type=count, default=32, help='image side for --data folders')
-    t.add_argument('--channels', type=int, choices=(1, 3), default=3, help='1 (grey) or 3 (RGB) for --data folders')
+    t.add_argument('--size', type=count, default=None, help='image side for --data folders (default: 32)')
+    t.add_argument('--channels', type=int, choices=(1, 3), default=None, help='1 (grey) or 3 (RGB) for --data folders (default: 3)')
     t.add_argument('--cond', action='store_true', help='class-conditional, for classifier-free guidance (Fashion-MNIST)')
     t.add_argument('--space', choices=SPACE_NAMES, default='pixel',
                    help="latent: train on an autoencoder's latents, cached in --out")
     t.add_argument('--vae', default=None, help='the autoencoder of --space latent: a diffusers folder or Hub id '
                    '(default: the shipped Fashion-MNIST one)')
     t.add_argument('--skip-bad', action='store_true', help='leave out images of --data that cannot be decoded (one warning names them)')
-    t.add_argument('--out', default='runs/diffusion', help='run folder')
-    t.add_argument('--resume', action='store_true', help="continue the run in --out from its last checkpoint")
+    t.add_argument('--out', default=None, help='run folder (default: runs/SPACE-MODEL, numbered when taken: runs/pixel-unet-2, ...)')
+    t.add_argument('--resume', action='store_true', help="continue the run in --out (default: the latest runs/SPACE-MODEL) "
+                   "from its last checkpoint")
+    t.add_argument('--checkpoint-every', type=at_least(float, 0, above=True), default=5.,
+                   help='minutes between checkpoints within an epoch (Ctrl-C also saves one)')
+    t.add_argument('--sample-every', type=at_least(int, 0), default=1,
+                   help='epochs between grids of samples written to RUN/progress during training (0: none)')
     t.add_argument('--channels-last', action='store_true', help=channels_last_help)
     t.add_argument('--compile', action='store_true', help='torch.compile the model (needs a C compiler; the first steps '
                    'compile for a minute or more)')
@@ -94,14 +104,56 @@ def parser():
                    '(default: $MINIAI_FASHION_MNIST, the Hub, or the packaged sample)')
     return p
 
+def default_out(space='pixel', model='unet', resume=False, root='runs'):
+    """The run folder of `train` without `--out`: `runs/<space>-<model>`, numbered (`-2`, `-3`, ...) past the folders that
+    earlier runs took, so that runs never collide; with `resume`, the latest of them."""
+    folder = lambda n: Path(root) / f"{space}-{model}{'' if n == 1 else f'-{n}'}"
+    n = 1
+    while folder(n).exists(): n += 1
+    return folder(max(1, n - 1) if resume else n)
+
+def check_options(command, o):
+    """Refuse at once, before PyTorch loads (seconds), what the job would refuse later: missing folders and runs, and
+    options that would do nothing. Fills in `train`'s default run folder."""
+    if command == 'train':
+        if o['out'] is None: o['out'] = str(default_out(o['space'], o['model'], o['resume']))
+        unused = [f"--{k}" for k in ('size', 'channels') if o[k] is not None] + ['--skip-bad'] * o['skip_bad']
+        if o['data'] is None and unused:
+            raise UsageError(f"{', '.join(unused)}: for --data folders; the packaged Fashion-MNIST is 1x32x32 grey.")
+        if o['data'] is not None and not Path(o['data']).is_dir(): raise UsageError(f"--data {o['data']}: no such folder.")
+    for run in [o.get('run')] if command in ('sample', 'fid') and o.get('run') is not None else []:
+        if not (Path(run) / 'config.json').exists(): raise UsageError(f"{run}: no config.json, so not a `miniai train` run folder.")
+    if command == 'fid' and o['folder'] is not None and not Path(o['folder']).is_dir():
+        raise UsageError(f"--folder {o['folder']}: no such folder.")
+
+def warn_in_one_line(message, category, filename, lineno, file=None, line=None):
+    "Show a warning as one plain line on stderr, once per message: what the command's user needs, not where it came from."
+    text = str(message)
+    if text not in warn_in_one_line.said: print(f'miniai: warning: {text}', file=sys.stderr)
+    warn_in_one_line.said.add(text)
+warn_in_one_line.said = set()
+
+def resume_command(argv, out):
+    "The command line that resumes the run `argv` started in `out`."
+    args = [*argv, *(['--out', str(out)] if '--out' not in argv else []), *(['--resume'] if '--resume' not in argv else [])]
+    return 'miniai ' + shlex.join(args)
+
 def main(argv=None):
     "Entry point of the `miniai` console script: the job the options name, called with them by keyword."
+    argv = sys.argv[1:] if argv is None else list(argv)
     p = parser()
     options = vars(p.parse_args(argv))
     command = options.pop('command')
+    try: check_options(command, options)
+    except UsageError as e: p.exit(2, f'miniai: error: {e}\n')
     import matplotlib; matplotlib.use('Agg')  # the jobs write figures to files, never to a window
     from miniai import jobs  # PyTorch and the library: only now that there is a job to run
     job = dict(classify=jobs.classify, train=jobs.train, sample=jobs.sample, fid=jobs.score)[command]
-    try: job(**options)
-    except jobs.USER_ERRORS as e:
-        p.exit(2, f'miniai: error: {e}\n')
+    with warnings.catch_warnings():
+        warnings.simplefilter('always')  # `warn_in_one_line` says each message once
+        warnings.showwarning = warn_in_one_line
+        try: job(**options)
+        except jobs.USER_ERRORS as e: p.exit(2, f'miniai: error: {e}\n')
+        except jobs.TrainingStopped as e: p.exit(130, f'miniai: {e} Resume with: {resume_command(argv, options["out"])}\n')
+        except KeyboardInterrupt: p.exit(130, 'miniai: interrupted\n')
+

@@ -12,8 +12,8 @@ from PIL import Image
 
 # %% auto #0
 __all__ = ['def_device', 'QUICK', 'pick_device', 'to_device', 'to_cpu', 'model_device', 'append_dims', 'to_model_range',
-           'from_model_range', 'set_seed', 'env_flag', 'cache_dir', 'run_info', 'to_hwc', 'show_image', 'subplots',
-           'get_grid', 'show_images']
+           'from_model_range', 'set_seed', 'env_flag', 'cache_dir', 'device_name', 'run_info', 'to_hwc', 'show_image',
+           'subplots', 'get_grid', 'show_images']
 
 # %% ../nbs/00_core.ipynb #b68634eb
 def pick_device() -> torch.device:
@@ -86,12 +86,16 @@ def cache_dir():
     return Path(os.environ.get('XDG_CACHE_HOME') or '~/.cache').expanduser() / 'miniai'
 
 # %% ../nbs/00_core.ipynb #d6421936
-def run_info(device=def_device) -> str:
-    "Mode, device and library versions: the line that says how a notebook's outputs were made."
+def device_name(device=def_device) -> str:
+    "The device in words: its type and the hardware (a GPU's name, or the CPU and the threads PyTorch uses)."
     device = torch.device(device)
     if device.type == 'cuda': hw = torch.cuda.get_device_name(device)
-    else: hw = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-    return f"mode: {'quick' if QUICK else 'full'} | device: {device.type} ({hw}) | torch {torch.__version__}"
+    else: hw = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread" + 's' * (torch.get_num_threads() > 1)
+    return f"{device.type} ({hw})"
+
+def run_info(device=def_device) -> str:
+    "Mode, device and library versions: the line that says how a notebook's outputs were made."
+    return f"mode: {'quick' if QUICK else 'full'} | device: {device_name(device)} | torch {torch.__version__}"
 
 # %% ../nbs/00_core.ipynb #8aa17418
 def to_hwc(im) -> np.ndarray:

@@ -15,7 +15,7 @@ from fastprogress.fastprogress import progress_bar
 from fastcore.basics import listify
 from .core import append_dims, model_device
 from .learner import Learner, DeviceCB, MetricsCB, ProgressCB
-from .callbacks import one_cycle, CheckpointCB
+from .callbacks import one_cycle, CheckpointCB, StopOnSignalCB
 from .accel import make_trainer
 
 # %% auto #0
@@ -144,11 +144,13 @@ class DiscreteDenoiser(torch.nn.Module):
 
 # %% ../nbs/07_diffusion.ipynb #d99968d6
 def diffusion_learner(model, dls, lr, epochs, precision='auto', n_inp=2, checkpoint=None, resume=False, plot=False,
-                      cbs=(), opt_func=partial(optim.AdamW, eps=1e-5)):
+                      cbs=(), opt_func=partial(optim.AdamW, eps=1e-5), progress=True, checkpoint_minutes=None):
     """A `Learner` training the noise predictor `model` on the noised batches of `dls` (`n_inp=2` for `noisify_collate`, 3
     for `noisify_cond_collate`): MSE on the noise, `opt_func`, one-cycle to `lr` over `epochs` (pass the same number to
-    `fit`), `precision` as in `make_trainer`; metrics and progress bars (with a live loss plot if `plot`), a checkpoint
-    at `checkpoint` after every epoch (continued from if `resume`), and any other `cbs` (one or a list)."""
-    cbs = [make_trainer(precision, n_inp), DeviceCB(), MetricsCB(), ProgressCB(plot=plot), one_cycle(lr, epochs, dls),
-           *([CheckpointCB(checkpoint, resume=resume)] if checkpoint else []), *listify(cbs)]
+    `fit`), `precision` as in `make_trainer`; metrics, progress bars if `progress` (with a live loss plot if `plot`; else a
+    line per epoch), a checkpoint at `checkpoint` after every epoch and every `checkpoint_minutes` within one (continued
+    from if `resume`; Ctrl-C saves and stops), and any other `cbs` (one or a list)."""
+    cbs = [make_trainer(precision, n_inp), DeviceCB(), MetricsCB(), *([ProgressCB(plot=plot)] if progress else []),
+           one_cycle(lr, epochs, dls), *listify(cbs),
+           *([CheckpointCB(checkpoint, resume=resume, minutes=checkpoint_minutes), StopOnSignalCB()] if checkpoint else [])]
     return Learner(model, dls, F.mse_loss, lr=lr, opt_func=opt_func, cbs=cbs)

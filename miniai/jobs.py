@@ -4,31 +4,36 @@
 
 # %% ../nbs/90b_jobs.ipynb #a8b4b37d
 from __future__ import annotations
-import os, time
+import json, os, sys, time
 from pathlib import Path
 import numpy as np, torch
+from PIL import Image
 import torch.nn.functional as F
 from torch import optim
 from torch.utils.data import Dataset, DataLoader, Subset, TensorDataset
 from fastprogress.fastprogress import progress_bar
-from .core import set_seed, def_device, to_model_range, from_model_range
+from .core import set_seed, def_device, device_name, to_model_range, from_model_range
 from .files import ImageFolder, ImageError, write_json
 from .data import (load_fashion_mnist, image_tensors, fashion_diffusion_tensors, get_dls, DataLoaders, IDXError,
                          SAMPLE_DIR)
 from .networks import cnn_classifier, init_weights
-from .learner import Learner, TrainCB, DeviceCB, MetricsCB, ProgressCB
+from .learner import Learner, Callback, TrainCB, DeviceCB, MetricsCB, ProgressCB
 from torcheval.metrics import MulticlassAccuracy  # after miniai.learner, which imports torcheval without its FutureWarning
-from .callbacks import one_cycle
-from .diffusion import noisify_collate, noisify_cond_collate, diffusion_learner
+from .callbacks import one_cycle, ignore_interrupts
+from .accel import precision_dtype
+from .diffusion import noisify_collate, noisify_cond_collate, diffusion_learner, sample_ddim
 from .karras import get_sampler, draw_samples
 from .autoencoder import FASHION_VAE, load_vae
 from .latents import LatentSpace, cache_latents
 from .fid import load_fashion_evaluator, ImageEval, feature_stats, fid_from_stats, kid_from_features
-from .runs import UsageError, RunConfig, RunFolder, HistoryCB, model_args, plot_history, write_samples, GRID
+from .cli import default_out
+from .runs import (UsageError, TrainingStopped, RunConfig, RunFolder, HistoryCB, model_args, plot_history,
+                         write_samples, GRID)
 
 # %% auto #0
-__all__ = ['USER_ERRORS', 'classify', 'open_vae', 'run_config', 'image_folder', 'Centred', 'load_data', 'encode_latents',
-           'make_dls', 'fit', 'train', 'generate', 'sample', 'score']
+__all__ = ['USER_ERRORS', 'MIN_STEPS', 'classify', 'open_vae', 'run_config', 'image_folder', 'Centred', 'load_data',
+           'encode_latents', 'make_dls', 'CountSteps', 'SampleGridCB', 'progress_draw', 'fit', 'train', 'generate',
+           'sample', 'score']
 
 # %% ../nbs/90b_jobs.ipynb #e82ec027
 def classify(out='runs/classifier', epochs=5, bs=128, lr=1e-2, seed=42, data=None):
@@ -42,7 +47,7 @@ def classify(out='runs/classifier', epochs=5, bs=128, lr=1e-2, seed=42, data=Non
     model = cnn_classifier()
     model.apply(init_weights)
     learn = Learner(model, dls, F.cross_entropy, lr=lr, opt_func=optim.AdamW,
-                    cbs=[TrainCB(), DeviceCB(), metrics, ProgressCB(), one_cycle(lr, epochs, dls)])
+                    cbs=[TrainCB(), DeviceCB(), metrics, *([ProgressCB()] if sys.stdout.isatty() else []), one_cycle(lr, epochs, dls)])
     learn.fit(epochs)
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     torch.save({'model': learn.model.state_dict(), 'mean': mean, 'std': std}, out / 'classifier.pt')
@@ -56,14 +61,15 @@ USER_ERRORS = (UsageError, FileNotFoundError, IDXError, ImageError)  # what the 
 
 def open_vae(name):
     "The autoencoder `name` (`load_vae`), or a `UsageError` saying it cannot be loaded."
-    vae = load_vae(name)
-    if vae is None: raise UsageError(f"--vae {name}: cannot load this autoencoder. Give a folder saved with `save_pretrained`.")
-    return vae
+    try: return load_vae(name)
+    except OSError as e: raise UsageError(f"--vae {name}: cannot load this autoencoder ({e})") from None
 
-def run_config(data=None, model='unet', size=32, channels=3, cond=False, space='pixel', vae=None, **options):
+def run_config(data=None, model='unet', size=None, channels=None, cond=False, space='pixel', vae=None, **options):
     """The `RunConfig` of `train`'s options (`options`: epochs, bs, lr, seed), checked, and the autoencoder of a latent run
-    (None on pixels). Without `data`, the packaged Fashion-MNIST: 1x32x32."""
-    if data is None: channels, size = 1, 32
+    (None on pixels). Without `data`, the packaged Fashion-MNIST: 1x32x32; a folder's images default to 3x32x32."""
+    if data is None and (size, channels) != (None, None):
+        raise UsageError("--size and --channels are for --data folders; the packaged Fashion-MNIST is 1x32x32 grey.")
+    channels, size = (1, 32) if data is None else (channels or 3, size or 32)
     if space == 'pixel' and vae is not None: raise UsageError("--vae is for latent runs: add --space latent.")
     if cond and data is not None: raise UsageError("--cond needs class labels: it works with the Fashion-MNIST data only.")
     ae, c, s = None, channels, size
@@ -122,45 +128,109 @@ def make_dls(cfg, run, ae=None, skip_bad=False):
     items, images, workers = load_data(cfg, skip_bad)
     if ae is not None: items, workers = encode_latents(cfg, run, ae, items, images, workers), 0
     train_ds, valid_ds = items
+    c, s = cfg.channels, cfg.size
+    print(f"data: {len(train_ds):,} training and {len(valid_ds):,} validation images of {c}x{s}x{s}"
+          + (f", as {'x'.join(map(str, cfg.latent['shape']))} latents of {cfg.vae}" if cfg.latent else ''))
     collate = noisify_cond_collate if cfg.cond else noisify_collate
-    return DataLoaders(DataLoader(train_ds, cfg.bs, shuffle=True, drop_last=len(train_ds) >= cfg.bs, collate_fn=collate,
-                                  num_workers=workers),
-                       DataLoader(valid_ds, cfg.bs * 2, collate_fn=collate, num_workers=workers))
+    kw = dict(collate_fn=collate, num_workers=workers, worker_init_fn=ignore_interrupts if workers else None)
+    return DataLoaders(DataLoader(train_ds, cfg.bs, shuffle=True, drop_last=len(train_ds) >= cfg.bs, **kw),
+                       DataLoader(valid_ds, cfg.bs * 2, **kw))
 
 # %% ../nbs/90b_jobs.ipynb #e5cdc35f
-def fit(run, cfg, dls, precision='auto', resume=False, channels_last=False, compile=False):
-    "Train the model of `cfg` on `dls`, with a checkpoint and the history in the `run` folder after every epoch."
+MIN_STEPS = 500  # the default run's FID by optimiser steps: 44 at 56, 43 at 112, 12 at 280, 6.8 at 560 (bench/min_steps.py)
+
+class CountSteps(Callback):
+    "The optimiser steps this process takes, and the epochs they fall in: what the line `train` ends with counts."
+    def before_fit(self, learn): self.steps, self.epochs = 0, []
+    def after_batch(self, learn):
+        if not learn.training: return
+        self.steps += 1
+        if learn.epoch not in self.epochs: self.epochs.append(learn.epoch)
+    def __str__(self):
+        a, b = (self.epochs[0] + 1, self.epochs[-1] + 1) if self.epochs else (0, 0)
+        return f"{self.steps} steps (epoch{f' {a}' if a == b else f's {a}-{b}'})"
+
+class SampleGridCB(Callback):
+    "Every `every` epochs, once the epoch has ended, `draw(model)`'s images (in [-0.5, 0.5]) as a grid in `folder`."
+    order = HistoryCB.order + 1
+    def __init__(self, folder, every, draw): self.folder, self.every, self.draw = Path(folder), every, draw
+    def after_epoch(self, learn):
+        if (learn.training and learn.do_valid) or (learn.epoch + 1) % self.every: return
+        mode = learn.model.training
+        x = self.draw(learn.model.eval())
+        learn.model.train(mode)
+        write_samples(x, self.folder, f'epoch-{learn.epoch + 1}.png', singles=False)
+
+def progress_draw(cfg, space=None, n=16, steps=25):
+    """A function drawing `n` samples in [-0.5, 0.5] from a model of `cfg` with DDIM in `steps` steps and its own generator
+    (the training's random state is untouched), decoded through `space` for a latent run: the grids training writes."""
+    shape = cfg.latent['shape'] if space else (cfg.channels, cfg.size, cfg.size)
+    cond = torch.arange(n, device=def_device) % 10 if cfg.cond else None
+    def draw(model):
+        x = sample_ddim(model, (n, *shape), steps, clamp=space.clamp if space else (-0.5, 0.5), cond=cond,
+                        generator=torch.Generator(def_device).manual_seed(0))
+        return to_model_range(space.decode(x)) if space else x
+    return draw
+
+def fit(run, cfg, dls, precision='auto', resume=False, channels_last=False, compile=False, checkpoint_every=None,
+        sample_every=0, space=None):
+    """Train the model of `cfg` on `dls`, with a checkpoint and the history in the `run` folder after every epoch (and every
+    `checkpoint_every` minutes), a sample grid every `sample_every` epochs; `TrainingStopped` if Ctrl-C stopped it."""
     net = cfg.build_model().to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     if compile: net.compile(backend='inductor' if compile is True else compile)  # in place: the state dict keeps its keys
+    steps = len(dls.train) * cfg.epochs
+    print(f"model: {cfg.model}, {sum(p.numel() for p in net.parameters()):,} parameters; batch {cfg.bs}: {len(dls.train):,} "
+          f"steps an epoch, {steps:,} in all")
+    if steps < MIN_STEPS: print(f"note: {steps:,} optimiser steps are few: below about {MIN_STEPS:,} the samples of these models "
+                                "are still far from the data. More --epochs (or images, or a smaller --bs) give more.")
+    counter = CountSteps()
+    cbs = [HistoryCB(run.history), counter, *([SampleGridCB(run.path / 'progress', sample_every, progress_draw(cfg, space))]
+                                            if sample_every else [])]
     learn = diffusion_learner(net, dls, cfg.lr, cfg.epochs, precision, n_inp=3 if cfg.cond else 2, checkpoint=run.checkpoint,
-                              resume=resume, cbs=HistoryCB(run.history))
+                              resume=resume, cbs=cbs, progress=sys.stdout.isatty(), checkpoint_minutes=checkpoint_every)
     t0 = time.perf_counter()
     try: learn.fit(cfg.epochs)
     except RuntimeError as e:
         if 'cannot load this checkpoint' in str(e):
             raise UsageError(f"{run.checkpoint}: cannot load this checkpoint. Delete it to start again.") from e
         raise
-    print(f"trained {cfg.epochs} epochs in {time.perf_counter() - t0:.0f} s; wrote {run.path}/checkpoint.pt, config.json, "
-          "history.json, loss.png")
+    secs = time.perf_counter() - t0
+    if getattr(learn, 'stop_requested', False):
+        epoch, batches = run.progress()
+        where = f"epoch {epoch + 1} of {cfg.epochs}" + (f", after {batches} of its {len(dls.train)} steps" if batches else '')
+        raise TrainingStopped(f"stopped after {counter} in {secs:.0f} s; {run.checkpoint} holds the run in {where}.")
+    print(f"trained {counter} in {secs:.0f} s; wrote {run.path}: checkpoint.pt, config.json, history.json, loss.png"
+          + (", progress/" if sample_every else ''))
     return learn.metrics.history
 
-def train(out='runs/diffusion', data=None, model='unet', epochs=5, bs=64, lr=5e-3, precision='auto', seed=42, size=32,
-          channels=3, cond=False, resume=False, space='pixel', vae=None, skip_bad=False, channels_last=False, compile=False):
-    """Train a diffusion model on the packaged Fashion-MNIST (`data=None`) or an image folder; write `config.json`,
-    `checkpoint.pt` (every epoch), `history.json` and `loss.png` to `out`. `resume` continues an interrupted run in `out`
-    (same options), as if it had not stopped. `space='latent'` trains on the latents of the autoencoder `vae` (default:
-    the shipped Fashion-MNIST one), cached in `out` and normalised per channel. `skip_bad` leaves out images of a folder
-    that cannot be decoded, with one warning naming them. `channels_last` trains in that memory format (often faster on
-    CPUs); `compile` compiles the model with `torch.compile` (or with the backend it names)."""
-    if precision == 'fp16' and def_device.type != 'cuda': raise UsageError("--precision fp16 needs a CUDA GPU: use bf16 or auto.")
+def train(out=None, data=None, model='unet', epochs=5, bs=64, lr=5e-3, precision='auto', seed=42, size=None, channels=None,
+          cond=False, resume=False, space='pixel', vae=None, skip_bad=False, channels_last=False, compile=False,
+          checkpoint_every=5., sample_every=1):
+    """Train a diffusion model on the packaged Fashion-MNIST (`data=None`) or an image folder, in the run folder `out`
+    (default: `runs/<space>-<model>`, numbered when taken): `config.json`, `checkpoint.pt` (every epoch and every
+    `checkpoint_every` minutes; Ctrl-C saves one and stops), `history.json`, `loss.png`, and a grid of samples in
+    `progress/` every `sample_every` epochs. `resume` continues a stopped run (same options), as if it had not stopped. `space='latent'`
+    trains on the latents of the autoencoder `vae` (default: the shipped Fashion-MNIST one), cached in `out` and normalised
+    per channel. `skip_bad` leaves out images of a folder that cannot be decoded, with one warning naming them.
+    `channels_last` trains in that memory format (often faster on CPUs); `compile` compiles the model with
+    `torch.compile` (or with the backend it names)."""
+    try: dtype = precision_dtype(precision)
+    except ValueError: raise UsageError(f"--precision {precision}: needs a CUDA GPU; use bf16 or auto.") from None
     cfg, ae = run_config(data, model, size, channels, cond, space, vae, epochs=epochs, bs=bs, lr=lr, seed=seed)
-    run = RunFolder(out)
+    run = RunFolder(out or default_out(space, model, resume))
+    auto = f" (auto: {'native' if dtype else 'no fast 16-bit maths'} on this {def_device.type})" if precision == 'auto' else ''
+    print(f"run folder: {run.path}\ndevice: {device_name()}; precision: "
+          f"{'fp32' if dtype is None else {torch.bfloat16: 'bf16', torch.float16: 'fp16'}[dtype] + ' autocast'}{auto}")
     with run.lock():  # one `train` at a time writes to a run folder
-        run.check_start(cfg, resume)
+        if run.check_start(cfg, resume):
+            print(f"{run.path} finished its {cfg.epochs} epoch{'s' * (cfg.epochs > 1)}: nothing to resume. To train for "
+                  "longer, start a new run with more --epochs.")
+            return json.loads(run.history.read_text())
         set_seed(seed)
         dls = make_dls(cfg, run, ae, skip_bad)
         run.write_config(cfg)
-        return fit(run, cfg, dls, precision, resume, channels_last, compile)
+        space = LatentSpace.from_config(cfg.latent, ae) if ae is not None else None
+        return fit(run, cfg, dls, precision, resume, channels_last, compile, checkpoint_every, sample_every, space)
 
 # %% ../nbs/90b_jobs.ipynb #a1ab29b5
 def generate(run, n=64, steps=50, seed=0, guidance=1., cls=None, sampler='ddim', channels_last=False, **options):
@@ -179,7 +249,7 @@ def generate(run, n=64, steps=50, seed=0, guidance=1., cls=None, sampler='ddim',
     space = LatentSpace.from_config(cfg.latent, open_vae(cfg.latent['vae'])) if cfg.latent else None
     shape, clamp = (cfg.latent['shape'], space.clamp) if space else ((cfg.channels, cfg.size, cfg.size), (-0.5, 0.5))
     x = draw_samples(model, (n, *shape), sampler, steps, cond=cond, guidance_scale=guidance, clamp=clamp,
-                     generator=torch.Generator(def_device).manual_seed(seed), progress=True, **options)
+                     generator=torch.Generator(def_device).manual_seed(seed), progress=sys.stdout.isatty(), **options)
     return to_model_range(space.decode(x).cpu()) if space else x.cpu()
 
 def sample(run, out=None, n=64, steps=50, seed=0, guidance=1., cls=None, sampler='ddim', channels_last=False, eta=None):
@@ -204,7 +274,12 @@ def score(run=None, folder=None, n=500, steps=50, seed=0, skip_bad=False, sample
     else:  # read in batches as the features are computed: a folder need not fit in memory
         ds = image_folder(folder, 32, 1, leave_out=(GRID,), on_error='skip' if skip_bad else 'raise')
         n_images, workers = len(ds), min(4, os.cpu_count()) if len(ds) > 1024 else 0
-        x = (to_model_range(b) for b in progress_bar(DataLoader(ds, 256, num_workers=workers), leave=False))
+        if ds.files:
+            with Image.open(ds.files[0]) as im: mode, (w, h) = im.mode, im.size
+            if (mode, w, h) != ('L', 32, 32): print(f"{folder}: images read as the evaluator takes them, grey and 32x32 "
+                                                    f"(the first is {mode}, {w}x{h})")
+        dl = DataLoader(ds, 256, num_workers=workers)
+        x = (to_model_range(b) for b in (progress_bar(dl, leave=False) if sys.stdout.isatty() else dl))
     if n_images < 2: raise UsageError(f"FID needs at least 2 images, got {n_images}.")
     ref = fashion_diffusion_tensors(load_fashion_mnist(SAMPLE_DIR, verbose=False))[0]
     ie = ImageEval(load_fashion_evaluator()[:-1], ref)

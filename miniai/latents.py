@@ -23,7 +23,12 @@ def downsampling(vae):
 
 @torch.no_grad()
 def encode_mean(vae, x):
-    "The posterior means of images `x` in [0, 1] (batch, channels, h, w), encoded by `vae` on its device (it takes [-1, 1])."
+    """The posterior means of images `x` in [0, 1] (batch, channels, h, w), encoded by `vae` on its device (it takes [-1, 1]);
+    a `ValueError` for sides the VAE cannot divide, which it would crop without a word."""
+    f = downsampling(vae)
+    if x.shape[-1] % f or x.shape[-2] % f:
+        raise ValueError(f"images of {x.shape[-2]}x{x.shape[-1]}: the autoencoder divides sides by {f}; resize or pad them "
+                         f"to a multiple of {f}.")
     return vae.encode(x.to(model_device(vae)) * 2 - 1).latent_dist.mean
 
 @torch.no_grad()
@@ -169,5 +174,4 @@ class LatentSpace:
     def from_config(cls, cfg, vae=None, device=def_device):
         "The space `to_config` described, with `vae` if given, else its VAE loaded by name (`load_vae`) onto `device`."
         vae = vae or load_vae(cfg['vae'], device)
-        if vae is None: raise ValueError(f"{cfg['vae']}: cannot load this autoencoder.")
         return cls(vae, cfg['mean'], cfg['std'], cfg['clamp'])

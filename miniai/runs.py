@@ -4,7 +4,7 @@
 
 # %% ../nbs/90a_runs.ipynb #40494bbe
 from __future__ import annotations
-import json
+import json, shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -14,17 +14,18 @@ import torch
 from torchvision.utils import save_image
 from .core import def_device, from_model_range
 from .files import write_json
+from .cli import UsageError
 from .learner import Callback, MetricsCB
 from .unet import EmbUNetModel
 from .simple_diffusion import SimpleDiffusion
 
 # %% auto #0
-__all__ = ['MODELS', 'SPACES', 'GRID', 'UsageError', 'ModelSpec', 'model_args', 'RunConfig', 'plot_history', 'HistoryCB',
+__all__ = ['MODELS', 'SPACES', 'GRID', 'TrainingStopped', 'ModelSpec', 'model_args', 'RunConfig', 'plot_history', 'HistoryCB',
            'write_samples', 'RunFolder']
 
 # %% ../nbs/90a_runs.ipynb #dc2e4a0b
-class UsageError(Exception):
-    "A mistake in the command's input: reported as one line, without a traceback."
+class TrainingStopped(Exception):
+    "Training stopped on request (Ctrl-C, SIGTERM) after saving the checkpoint it resumes from; the message says where."
 
 # %% ../nbs/90a_runs.ipynb #ef76aeb9
 @dataclass(frozen=True)
@@ -100,11 +101,11 @@ class HistoryCB(Callback):
 
 GRID = 'grid.png'  # the grid `write_samples` writes beside the samples; `fid --folder` leaves it out
 
-def write_samples(x, out):
-    "Write images in [-0.5, 0.5] to `out`: the grid `GRID` and one PNG per image."
+def write_samples(x, out, grid=GRID, singles=True):
+    "Write images in [-0.5, 0.5] to the folder `out`: a grid named `grid`, and with `singles` one PNG per image."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    save_image(from_model_range(x), out / GRID, nrow=int(len(x) ** 0.5 + 0.5), padding=1)
-    for i, im in enumerate(x): save_image(from_model_range(im), out / f'{i:04d}.png')
+    save_image(from_model_range(x), out / grid, nrow=int(len(x) ** 0.5 + 0.5), padding=1)
+    for i, im in enumerate(x if singles else []): save_image(from_model_range(im), out / f'{i:04d}.png')
 
 # %% ../nbs/90a_runs.ipynb #2d5c9d32
 class RunFolder:
@@ -116,14 +117,20 @@ class RunFolder:
     @contextmanager
     def lock(self):
         """Hold an exclusive lock on the folder (made if missing) while the block runs, or raise `UsageError` if another
-        process holds it. The operating system releases it when the process ends (POSIX only: Windows locks nothing)."""
+        process holds it. The operating system releases it when the process ends (POSIX only: Windows locks nothing). A
+        block that fails in a folder it made, before anything was written there, leaves no folder behind."""
+        made = [d for d in (self.path, *self.path.parents) if not d.exists()]  # the folders this run makes, innermost first
         self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / '.lock', 'w') as f:
-            try: fcntl and fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise UsageError(f"{self.path}: another `miniai train` is writing to this run folder. Wait for it to end, or "
-                                 "choose another --out.") from None
-            yield
+        try:
+            with open(self.path / '.lock', 'w') as f:
+                try: fcntl and fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise UsageError(f"{self.path}: another `miniai train` is writing to this run folder. Wait for it to end, "
+                                     "or choose another --out.") from None
+                yield
+        except BaseException:
+            if made and {f.name for f in self.path.iterdir()} <= {'.lock'}: shutil.rmtree(made[-1])
+            raise
 
     def read_config(self):
         "The run's `RunConfig`, or a `UsageError` if the folder holds none."
@@ -133,19 +140,32 @@ class RunFolder:
 
     def write_config(self, cfg): write_json(self.config, cfg.to_dict())
 
+    def progress(self):
+        "Where the last checkpoint is: `(epoch, batches)`, the epoch it was saved in and the batches done in it (None: all)."
+        ck = torch.load(self.checkpoint, map_location='cpu', weights_only=True)
+        return ck['epoch'], ck.get('batches')
+
     def check_start(self, cfg, resume=False):
-        "Refuse (`UsageError`) to start a run over another, or to resume one that is missing or was asked for otherwise."
+        """Refuse (`UsageError`) to start a run over another, or to resume one that is missing or was asked for otherwise;
+        whether the run to resume has finished already."""
         if not resume:
             if self.checkpoint.exists():
                 raise UsageError(f"{self.path} already holds a run: pass --resume to continue it, or choose another --out.")
-            return
+            return False
         if not self.checkpoint.exists():
             raise UsageError(f"{self.path}: no checkpoint to resume. Run without --resume to start a run there.")
         old, new = self.read_config().options(), cfg.options()
+        epoch, batches = self.progress()
+        finished = batches is None and epoch + 1 >= old['epochs']
         diff = [k for k in new if old[k] != new[k]]
+        if diff == ['epochs'] and finished:
+            raise UsageError(f"{self.path} finished its {old['epochs']} epoch{'s' * (old['epochs'] > 1)}, and its learning-rate "
+                             f"schedule was planned for them: training for {new['epochs']} is a new run (another --out, or none "
+                             "for a new folder).")
         if diff: raise UsageError(f"{self.path} was trained with other {', '.join(diff)} ("
                                   f"{', '.join(f'{k}={old[k]}' for k in diff)}): pass the same options to resume it, or "
                                   "choose another --out.")
+        return finished
 
     def load_model(self, channels_last=False):
         "The trained model (eval mode, on `def_device`, in the channels_last memory format if asked) and the run's config."

@@ -87,5 +87,18 @@ def test_load_vae_from_a_local_folder_and_offline(tmp_path, capsys, monkeypatch)
     vae = load_vae(str(tmp_path / 'tiny'), device='cpu')
     assert vae.config.block_out_channels == [16, 16] and not vae.training
     monkeypatch.setenv('HF_HUB_OFFLINE', '1')
-    assert load_vae('nobody/no-such-vae') is None
+    with pytest.raises(OSError, match='nobody/no-such-vae: not available offline .*FASHION_VAE needs no network'):
+        load_vae('nobody/no-such-vae')
+    fallen = load_vae('nobody/no-such-vae', device='cpu', fallback=str(tmp_path / 'tiny'))  # said, then the fallback
     assert 'nobody/no-such-vae: not available offline' in capsys.readouterr().out
+    assert fallen.config.block_out_channels == [16, 16]
+
+
+def test_the_shipped_config_scales_latents_for_diffusers():
+    "diffusers alone, as its pipelines scale latents (`* vae.config.scaling_factor`): unit variance on the test images."
+    from diffusers import AutoencoderKL
+    from miniai.autoencoder import FASHION_VAE_DIR
+    vae = AutoencoderKL.from_pretrained(FASHION_VAE_DIR).eval()
+    x = fashion_diffusion_tensors(load_fashion_mnist_idx(SAMPLE_DIR))[2][:512] * 2  # [-1, 1]
+    with torch.no_grad(): z = vae.encode(x).latent_dist.mean * vae.config.scaling_factor
+    assert abs(z.std().item() - 1) < 0.1

@@ -1,9 +1,9 @@
-import math, pytest, torch
+import math, os, signal, pytest, torch
 from torch import nn, optim
 import torch.nn.functional as F
 from miniai.learner import Learner, Callback, TrainCB, MetricsCB, CancelFitException
 from miniai.callbacks import (CheckpointCB, NonFiniteLossCB, NonFiniteLossError, EMACB, ema_decay, one_cycle,
-                              ActivationStats, RecorderCB, lr_of, save_atomic)
+                              ActivationStats, RecorderCB, lr_of, save_atomic, StopOnSignalCB)
 from miniai.networks import GeneralRelu, init_weights
 
 
@@ -37,6 +37,35 @@ def test_resume_gives_identical_losses(regression_dls, tmp_path):
     assert len(first) == 4 and first + resumed == full
     for a, b in zip(learn_full.model.parameters(), learn_res.model.parameters()): assert torch.equal(a, b)
     for a, b in zip(learn_full.ema_model.parameters(), learn_res.ema_model.parameters()): assert torch.equal(a, b)
+
+
+class SignalAt(Callback):
+    "Send this process a SIGINT, as Ctrl-C does, at training batch `batch` of epoch `epoch`."
+    def __init__(self, epoch, batch): self.epoch, self.batch = epoch, batch
+    def after_batch(self, learn):
+        if learn.training and (learn.epoch, learn.iter) == (self.epoch, self.batch): os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_mid_epoch_saves_and_resumes_to_the_same_weights(regression_dls, tmp_path):
+    "Dropout, shuffling, one-cycle and EMA, stopped within an epoch by a signal: resumed, the weights of an unbroken run."
+    _, learn_full = run(regression_dls, tmp_path / 'a.pt')
+    _, learn_cut = run(regression_dls, tmp_path / 'b.pt', extra=[StopOnSignalCB(), SignalAt(1, 1)])
+    assert learn_cut.stop_requested and signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    ck = torch.load(tmp_path / 'b.pt', weights_only=True)
+    assert (ck['epoch'], ck['batches']) == (1, 2)
+    torch.manual_seed(456)  # a different RNG state before the resumed run must not matter
+    _, learn_res = run(regression_dls, tmp_path / 'b.pt')
+    for a, b in zip(learn_full.model.parameters(), learn_res.model.parameters()): assert torch.equal(a, b)
+    for a, b in zip(learn_full.ema_model.parameters(), learn_res.ema_model.parameters()): assert torch.equal(a, b)
+
+
+def test_checkpoints_within_an_epoch_every_few_minutes(regression_dls, tmp_path):
+    saved = []
+    cb = CheckpointCB(tmp_path / 'c.pt', minutes=0)  # every batch
+    cb_save = cb.save
+    cb.save = lambda learn, batches=None: (saved.append((learn.epoch, batches)), cb_save(learn, batches))
+    Learner(model_fn(), regression_dls, F.mse_loss, cbs=[TrainCB(), cb]).fit(2)
+    assert saved == [(0, 1), (0, 2), (0, 3), (0, 4), (0, None), (1, 1), (1, 2), (1, 3), (1, 4), (1, None)]
 
 
 def test_checkpoint_every_and_at_end(regression_dls, tmp_path):

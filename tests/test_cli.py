@@ -72,8 +72,9 @@ def test_help_shows_the_defaults(capsys):
     out = capsys.readouterr().out
     entries = {e.split()[0]: ' '.join(e.split()) for e in re.split(r'\n(?=  -)', out.split('options:')[1]) if e.strip()}
     for opt, default in [('--epochs', '5'), ('--bs', '64'), ('--lr', '0.005'), ('--seed', '42'), ('--model', 'unet'),
-                         ('--out', 'runs/diffusion'), ('--precision', 'auto'), ('--space', 'pixel')]:
+                         ('--precision', 'auto'), ('--space', 'pixel'), ('--checkpoint-every', '5.0'), ('--sample-every', '1')]:
         assert entries[opt].endswith(f'(default: {default})'), entries[opt]
+    assert 'runs/SPACE-MODEL, numbered when taken' in entries['--out']
     assert '(default: None)' not in out and '(default: False)' not in out
 
 
@@ -95,17 +96,21 @@ def test_train_sample_fid_end_to_end(tmp_path, miniai):
     assert r.returncode == 0, r.stderr[-2000:]
     assert {'config.json', 'checkpoint.pt', 'history.json', 'loss.png'} <= {f.name for f in (tmp_path / 'run').iterdir()}
     assert [h['epoch'] for h in json.loads((tmp_path / 'run/history.json').read_text())] == [0, 0, 1, 1]
+    assert sorted(f.name for f in (tmp_path / 'run/progress').iterdir()) == ['epoch-1.png', 'epoch-2.png']  # progress grids
+    assert '\r' not in r.stdout  # to a file, a line per epoch: no progress bars
     r = miniai(*train)
     assert r.returncode == 2 and '--resume' in r.stderr.splitlines()[-1]
-    r = miniai(*train, '--resume')  # a finished run resumes to nothing left to do
-    assert r.returncode == 0 and 'resumed' in r.stdout, r.stderr[-2000:]
+    r = miniai(*train, '--resume')  # a finished run: said, nothing trained
+    assert r.returncode == 0 and 'run finished its 2 epochs: nothing to resume' in r.stdout, r.stderr[-2000:]
+    r = miniai(*train[:-3], '3', '--out', 'run', '--resume')  # longer: a new run, and the way is named
+    assert r.returncode == 2 and 'training for 3 is a new run' in r.stderr.splitlines()[-1], r.stderr[-2000:]
     r = miniai('sample', 'run', '--n', '6', '--steps', '3')
-    assert r.returncode == 0 and '[3/3' in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]  # with a progress bar
+    assert r.returncode == 0 and 'wrote run/samples/grid.png and 6 images' in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
     assert len(list((tmp_path / 'run/samples').glob('0*.png'))) == 6 and (tmp_path / 'run/samples/grid.png').exists()
     r = miniai('fid', '--run', 'run', '--n', '8', '--steps', '3')
     assert r.returncode == 0 and 'FID' in r.stdout, r.stderr[-2000:]
     r = miniai('sample', 'run', '--n', '3', '--steps', '4', '--sampler', 'dpmpp_2m', '--out', 'k', '--channels-last')
-    assert r.returncode == 0 and '[4/4' in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert len(list((tmp_path / 'k').glob('0*.png'))) == 3
     r = miniai('fid', '--run', 'run', '--n', '8', '--steps', '2', '--sampler', 'heun', '--channels-last')
     assert r.returncode == 0 and '8 images: FID' in r.stdout, r.stderr[-2000:]
@@ -113,6 +118,7 @@ def test_train_sample_fid_end_to_end(tmp_path, miniai):
     assert r.returncode == 2 and '--eta is for ddim and euler_a: heun does not take it' in r.stderr.splitlines()[-1]
     r = miniai('fid', '--folder', 'imgs')
     assert r.returncode == 0 and '48 images: FID' in r.stdout, r.stderr[-2000:]
+    assert 'imgs: images read as the evaluator takes them, grey and 32x32 (the first is RGB, 32x32)' in r.stdout
     r = miniai('fid', '--folder', 'run/samples')  # the samples, not the grid written beside them
     assert r.returncode == 0 and '6 images: FID' in r.stdout, r.stderr[-2000:]
     assert 'reference: packaged Fashion-MNIST sample, 3,615 training images' in r.stdout
@@ -127,14 +133,16 @@ def test_skip_bad(tmp_path, miniai):
     good, bad = write_bad_corpus(tmp_path / 'imgs', arr)
     r = miniai('fid', '--folder', 'imgs')
     assert r.returncode == 2 and '--skip-bad' in r.stderr.splitlines()[-1] and any(f'{n}: ' in r.stderr for n in bad)
-    with pytest.warns(UserWarning, match=rf'skipped {len(bad)} undecodable file\(s\)') as caught:  # one warning names them all
-        r = miniai('fid', '--folder', 'imgs', '--skip-bad')
+    r = miniai('fid', '--folder', 'imgs', '--skip-bad')
     assert r.returncode == 0 and f'{24 + len(good)} images: FID' in r.stdout, r.stderr[-2000:]
-    assert len(caught) == 1 and all(n in str(caught[0].message) for n in bad)
-    with pytest.warns(UserWarning, match=rf'skipped {len(bad)} undecodable file\(s\)'):
-        r = miniai('train', '--data', 'imgs', '--channels', '1', '--bs', '8', '--epochs', '1', '--skip-bad', '--channels-last',
-                   '--out', 'run')
+    said = [l for l in r.stderr.splitlines() if 'warning' in l.lower()]  # one plain line names them all
+    assert len(said) == 1 and said[0].startswith(f'miniai: warning: skipped {len(bad)} undecodable file(s)'), r.stderr
+    assert all(n in said[0] for n in bad)
+    r = miniai('train', '--data', 'imgs', '--channels', '1', '--bs', '8', '--epochs', '1', '--skip-bad', '--channels-last',
+               '--out', 'run')
     assert r.returncode == 0 and f'imgs: {24 + len(good)} images' in r.stdout, r.stderr[-2000:]
+    said = [l for l in r.stderr.splitlines() if 'warning' in l.lower()]
+    assert len(said) == 1 and all(n in said[0] for n in bad), r.stderr
     w = torch.load(tmp_path / 'run/checkpoint.pt', weights_only=True)['model']['downs.1.resnets.0.conv1.2.weight']
     assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()  # --channels-last reached the model
 
@@ -180,7 +188,7 @@ def test_fid_of_a_folder_streams_to_the_same_score(tmp_path):
 def test_killed_training_resumes_to_the_same_weights(tmp_path, miniai):
     import time
     fashion_folder(tmp_path / 'imgs')
-    args = ('train', '--data', 'imgs', '--channels', '1', '--bs', '8', '--epochs', '4', '--model', 'simple')
+    args = ('train', '--data', 'imgs', '--channels', '1', '--bs', '8', '--epochs', '4', '--model', 'simple', '--sample-every', '0')
     r = miniai(*args, '--out', 'whole')
     assert r.returncode == 0, r.stderr[-2000:]
     p = console(*args, '--out', 'cut', cwd=tmp_path, background=True)
@@ -218,9 +226,11 @@ def test_user_errors_are_one_line(tmp_path, miniai):
              (('train', '--data', 'bad', '--channels', '1'), 'x.png: not an image'),
              (('train', '--data', 'empty', '--cond'), '--cond needs class labels'),
              (('train', '--out', 'fresh', '--resume'), 'no checkpoint to resume'),
+             (('train', '--size', '30'), '--size: for --data folders'), (('train', '--channels', '1', '--skip-bad'), '--channels, --skip-bad'),
              (('sample', 'nowhere'), 'not a `miniai train` run folder'), (('sample', 'run'), 'cannot load this checkpoint'),
              (('fid',), 'either --run or --folder'), (('sample', 'run', '--n', '0'), 'at least 1')]
     for args, msg in cases: fails_in_one_line(miniai, args, msg)
+    assert not (tmp_path / 'fresh').exists() and not (tmp_path / 'runs').exists()  # a failed start leaves no folder behind
     args, msg = cases[2]  # an undecodable image, once more through the console script: one line, no traceback
     fails_in_one_line(partial(console, cwd=tmp_path), args, msg)
 
@@ -233,7 +243,7 @@ def test_latent_space_train_sample_fid(tmp_path, vae_dir, miniai):
     assert cfg['space'] == 'latent' and cfg['channels'] == 1 and cfg['latent']['shape'] == [2, 8, 8]
     assert {'latents_train.npy', 'latents_valid.npy'} <= {f.name for f in (tmp_path / 'run').iterdir()}
     r = miniai('train', '--data', 'imgs', '--space', 'latent', '--bs', '16', '--epochs', '1', '--out', 'run', '--resume')
-    assert r.returncode == 0 and 'resumed' in r.stdout, r.stderr[-2000:]  # the cached latents are reused
+    assert r.returncode == 0 and 'run finished its 1 epoch:' in r.stdout, r.stderr[-2000:]
     r = miniai('sample', 'run', '--n', '4', '--steps', '3')
     assert r.returncode == 0, r.stderr[-2000:]
     with Image.open(tmp_path / 'run/samples/0000.png') as im: assert im.size == (32, 32)
@@ -270,3 +280,93 @@ def test_the_command_names_are_the_registries():
     from miniai.runs import MODELS, SPACES
     from miniai.accel import PRECISIONS
     assert (SAMPLER_NAMES, MODEL_NAMES, SPACE_NAMES, PRECISION_NAMES) == (tuple(SAMPLERS), tuple(MODELS), SPACES, PRECISIONS)
+
+
+def test_runs_never_collide_and_say_their_choices(tmp_path, miniai):
+    "Without --out each run gets its own folder, named for what it is; the first lines say every choice made for the user."
+    fashion_folder(tmp_path / 'imgs')
+    args = ('train', '--data', 'imgs', '--channels', '1', '--bs', '16', '--epochs', '1', '--sample-every', '0')
+    first, second = miniai(*args), miniai(*args)
+    assert first.returncode == second.returncode == 0, first.stderr[-2000:] + second.stderr[-2000:]
+    assert (tmp_path / 'runs/pixel-unet/checkpoint.pt').exists() and (tmp_path / 'runs/pixel-unet-2/checkpoint.pt').exists()
+    lines = second.stdout.splitlines()
+    assert lines[0] == 'run folder: runs/pixel-unet-2' and lines[1].startswith('device: cpu (') and 'precision: ' in lines[1]
+    assert 'data: 44 training and 4 validation images of 1x32x32' in second.stdout
+    assert re.search(r'model: unet, [\d,]+ parameters; batch 16: 2 steps an epoch, 2 in all', second.stdout)
+    assert 'note: 2 optimiser steps are few' in second.stdout
+    assert lines[-1].startswith('trained 2 steps (epoch 1) in ')
+    r = miniai(*args, '--resume')  # the latest run of that name
+    assert r.returncode == 0 and 'runs/pixel-unet-2 finished its 1 epoch' in r.stdout, r.stderr[-2000:]
+
+
+def test_ctrl_c_saves_and_the_run_resumes_to_the_same_weights(tmp_path, miniai):
+    """SIGINT mid-run: the step in progress ends, a checkpoint is saved, one line says how to resume (exit 130); resumed, the
+    run ends with the weights of a run never stopped."""
+    import signal, time
+    fashion_folder(tmp_path / 'imgs')
+    args = ('train', '--data', 'imgs', '--channels', '1', '--bs', '4', '--epochs', '4', '--sample-every', '0')
+    p = subprocess.Popen([sys.executable, '-c', 'from miniai.cli import main; main()', *args, '--out', 'cut'], cwd=tmp_path,
+                         env={'HF_HUB_OFFLINE': '1', 'PATH': '/usr/bin:/bin', 'MPLBACKEND': 'Agg', 'HOME': str(tmp_path),
+                              'OMP_NUM_THREADS': str(torch.get_num_threads())},
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while not (tmp_path / 'cut/history.json').exists() and p.poll() is None: time.sleep(0.02)
+    time.sleep(0.2)  # into the second epoch
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=120)[1]
+    assert p.returncode == 130, err[-2000:]
+    assert len(err.strip().splitlines()) == 1 and 'Resume with: miniai train' in err and '--out cut --resume' in err, err
+    r = miniai(*args, '--out', 'cut', '--resume')
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = miniai(*args, '--out', 'whole')
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = (torch.load(tmp_path / d / 'checkpoint.pt', weights_only=True)['model'] for d in ('whole', 'cut'))
+    for k in a: torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_a_warning_is_one_line_once(tmp_path, miniai):
+    "Images with transparent pixels, composited each time one is read: said once, as one plain line."
+    import numpy as np
+    (tmp_path / 'rgba').mkdir()
+    for i in range(12):
+        a = np.full((32, 32, 4), 200, np.uint8); a[..., 3] = 0; a[8:24, 8:24, 3] = 255
+        Image.fromarray(a, 'RGBA').save(tmp_path / 'rgba' / f'{i}.png')
+    r = miniai('train', '--data', 'rgba', '--bs', '4', '--epochs', '3', '--sample-every', '0', '--out', 'run')
+    assert r.returncode == 0, r.stderr[-2000:]
+    said = [l for l in r.stderr.splitlines() if l.strip()]
+    assert said == ['miniai: warning: composited images with transparent pixels on a white background'], r.stderr
+
+
+def test_mistakes_in_paths_answer_within_a_second(tmp_path):
+    "A missing folder or run is refused before PyTorch loads."
+    import time
+    for args, msg in [(('train', '--data', 'nowhere'), 'no such folder'), (('sample', 'nowhere'), 'not a `miniai train` run'),
+                      (('fid', '--folder', 'nowhere'), 'no such folder')]:
+        t0 = time.perf_counter()
+        fails_in_one_line(partial(console, cwd=tmp_path), args, msg)
+        assert time.perf_counter() - t0 < 1, args
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_readme_commands_run_in_sequence(tmp_path, miniai, monkeypatch):
+    """The Quick start's first command and the commands the README names after it, in order, in one fresh folder (one epoch
+    each, few samples, 256 training images): runs do not collide, and each command finds what the one before it wrote."""
+    import struct, numpy as np
+    from pathlib import Path
+    from miniai.data import load_fashion_mnist, IDX_FILES
+    dsd, idx = load_fashion_mnist(verbose=False), tmp_path / 'idx'  # a small Fashion-MNIST for the commands to read
+    idx.mkdir()
+    for split, n in (('train', 256), ('test', 64)):
+        ims = np.stack([np.asarray(im) for im in dsd[split]['image'][:n]]); labels = np.array(dsd[split]['label'][:n], np.uint8)
+        for name, a in zip(IDX_FILES[split], (ims, labels)):
+            (idx / name).write_bytes(struct.pack('>BBBB', 0, 0, 8, a.ndim) + struct.pack(f'>{a.ndim}I', *a.shape) + a.tobytes())
+    monkeypatch.setenv('MINIAI_FASHION_MNIST', str(idx))
+    readme = (Path(__file__).parents[1] / 'README.md').read_text()
+    start = readme.split('## Quick start')[1].split('\n## ')[0]
+    cmds = [c.split() for c in re.findall(r'`(miniai [^`]*)`', start) if '--help' not in c]
+    cmds.insert(0, ['miniai', 'train'])  # the first Quick start line: `pip install -e . && miniai train`
+    assert len(cmds) >= 4, cmds
+    for cmd in cmds:
+        extra = {'train': ['--epochs', '1', '--sample-every', '0'], 'classify': ['--epochs', '1'],
+                 'sample': ['--n', '4', '--steps', '2'], 'fid': ['--n', '8', '--steps', '2']}[cmd[1]]
+        r = miniai(*cmd[1:], *extra)
+        assert r.returncode == 0, (cmd, r.stderr[-2000:])
