@@ -10,7 +10,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['SAMPLER_NAMES', 'MODEL_NAMES', 'SPACE_NAMES', 'PRECISION_NAMES', 'UsageError', 'DefaultsHelp', 'at_least', 'parser',
-           'default_out', 'check_options', 'warn_in_one_line', 'resume_command', 'main']
+           'default_out', 'check_options', 'one_line_warnings', 'resume_command', 'main']
 
 # %% ../nbs/90_cli.ipynb #069b41ad
 class UsageError(Exception):
@@ -121,17 +121,20 @@ def check_options(command, o):
         if o['data'] is None and unused:
             raise UsageError(f"{', '.join(unused)}: for --data folders; the packaged Fashion-MNIST is 1x32x32 grey.")
         if o['data'] is not None and not Path(o['data']).is_dir(): raise UsageError(f"--data {o['data']}: no such folder.")
-    for run in [o.get('run')] if command in ('sample', 'fid') and o.get('run') is not None else []:
-        if not (Path(run) / 'config.json').exists(): raise UsageError(f"{run}: no config.json, so not a `miniai train` run folder.")
+    run = o.get('run') if command in ('sample', 'fid') else None
+    if run is not None and not (Path(run) / 'config.json').exists():
+        raise UsageError(f"{run}: no config.json, so not a `miniai train` run folder.")
     if command == 'fid' and o['folder'] is not None and not Path(o['folder']).is_dir():
         raise UsageError(f"--folder {o['folder']}: no such folder.")
 
-def warn_in_one_line(message, category, filename, lineno, file=None, line=None):
-    "Show a warning as one plain line on stderr, once per message: what the command's user needs, not where it came from."
-    text = str(message)
-    if text not in warn_in_one_line.said: print(f'miniai: warning: {text}', file=sys.stderr)
-    warn_in_one_line.said.add(text)
-warn_in_one_line.said = set()
+def one_line_warnings():
+    """A `warnings.showwarning` that says each message once, as one plain line on stderr: what the command's user needs,
+    not the source line it came from."""
+    said = set()
+    def show(message, category, filename, lineno, file=None, line=None):
+        if str(message) not in said: print(f'miniai: warning: {message}', file=sys.stderr)
+        said.add(str(message))
+    return show
 
 def resume_command(argv, out):
     "The command line that resumes the run `argv` started in `out`."
@@ -150,8 +153,8 @@ def main(argv=None):
     from miniai import jobs  # PyTorch and the library: only now that there is a job to run
     job = dict(classify=jobs.classify, train=jobs.train, sample=jobs.sample, fid=jobs.score)[command]
     with warnings.catch_warnings():
-        warnings.simplefilter('always')  # `warn_in_one_line` says each message once
-        warnings.showwarning = warn_in_one_line
+        warnings.simplefilter('always')  # `one_line_warnings` says each message once
+        warnings.showwarning = one_line_warnings()
         try: job(**options)
         except jobs.USER_ERRORS as e: p.exit(2, f'miniai: error: {e}\n')
         except jobs.TrainingStopped as e: p.exit(130, f'miniai: {e} Resume with: {resume_command(argv, options["out"])}\n')

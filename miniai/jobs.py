@@ -209,10 +209,10 @@ def train(out=None, data=None, model='unet', epochs=5, bs=64, lr=5e-3, precision
     """Train a diffusion model on the packaged Fashion-MNIST (`data=None`) or an image folder, in the run folder `out`
     (default: `runs/<space>-<model>`, numbered when taken): `config.json`, `checkpoint.pt` (every epoch and every
     `checkpoint_every` minutes; Ctrl-C saves one and stops), `history.json`, `loss.png`, and a grid of samples in
-    `progress/` every `sample_every` epochs. `resume` continues a stopped run (same options), as if it had not stopped. `space='latent'`
-    trains on the latents of the autoencoder `vae` (default: the shipped Fashion-MNIST one), cached in `out` and normalised
-    per channel. `skip_bad` leaves out images of a folder that cannot be decoded, with one warning naming them.
-    `channels_last` trains in that memory format (often faster on CPUs); `compile` compiles the model with
+    `progress/` every `sample_every` epochs. `resume` continues a stopped run (same options), as if it had not stopped.
+    `space='latent'` trains on the latents of the autoencoder `vae` (default: the shipped Fashion-MNIST one), cached in
+    `out` and normalised per channel. `skip_bad` leaves out images of a folder that cannot be decoded, with one warning
+    naming them. `channels_last` trains in that memory format (often faster on CPUs); `compile` compiles the model with
     `torch.compile` (or with the backend it names)."""
     try: dtype = precision_dtype(precision)
     except ValueError: raise UsageError(f"--precision {precision}: needs a CUDA GPU; use bf16 or auto.") from None

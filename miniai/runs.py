@@ -140,9 +140,15 @@ class RunFolder:
 
     def write_config(self, cfg): write_json(self.config, cfg.to_dict())
 
+    def load_checkpoint(self):
+        "The last checkpoint (on the CPU), or a `UsageError` saying it cannot be read."
+        try: return torch.load(self.checkpoint, map_location='cpu', weights_only=True)
+        except Exception as e: raise UsageError(f"{self.checkpoint}: cannot load this checkpoint ({type(e).__name__}). Delete it "
+                                                "and train the run again.") from e
+
     def progress(self):
         "Where the last checkpoint is: `(epoch, batches)`, the epoch it was saved in and the batches done in it (None: all)."
-        ck = torch.load(self.checkpoint, map_location='cpu', weights_only=True)
+        ck = self.load_checkpoint()
         return ck['epoch'], ck.get('batches')
 
     def check_start(self, cfg, resume=False):
@@ -169,10 +175,7 @@ class RunFolder:
 
     def load_model(self, channels_last=False):
         "The trained model (eval mode, on `def_device`, in the channels_last memory format if asked) and the run's config."
-        cfg = self.read_config()
-        try: ck = torch.load(self.checkpoint, map_location='cpu', weights_only=True)
-        except Exception as e: raise UsageError(f"{self.checkpoint}: cannot load this checkpoint ({type(e).__name__}). "
-                                                "Train again, or resume the run.") from e
+        cfg, ck = self.read_config(), self.load_checkpoint()
         model = cfg.build_model()
         model.load_state_dict(ck['model'])
         return model.eval().to(def_device, memory_format=torch.channels_last if channels_last else torch.contiguous_format), cfg
