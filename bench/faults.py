@@ -71,7 +71,8 @@ def cli(*args): return [sys.executable, '-c', 'from miniai.cli import main; main
 
 
 def train_job(data):
-    args = ('train', '--data', str(data), '--channels', '1', '--bs', '8', '--epochs', '4', '--model', 'simple')
+    args = ('train', '--data', str(data), '--channels', '1', '--bs', '8', '--epochs', '4', '--model', 'simple',
+            '--sample-every', '0')
     def finish(out):  # killed before its first checkpoint, a run starts again; after, it resumes
         subprocess.run(cli(*args, '--out', str(out), *(['--resume'] if (out / 'checkpoint.pt').exists() else [])),
                        env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -199,8 +199,9 @@ def fit(run, cfg, dls, precision='auto', resume=False, channels_last=False, comp
         epoch, batches = run.progress()
         where = f"epoch {epoch + 1} of {cfg.epochs}" + (f", after {batches} of its {len(dls.train)} steps" if batches else '')
         raise TrainingStopped(f"stopped after {counter} in {secs:.0f} s; {run.checkpoint} holds the run in {where}.")
-    print(f"trained {counter} in {secs:.0f} s; wrote {run.path}: checkpoint.pt, config.json, history.json, loss.png"
-          + (", progress/" if sample_every else ''))
+    run.export(learn.model)
+    print(f"trained {counter} in {secs:.0f} s; wrote {run.path}: checkpoint.pt, model.safetensors, README.md, config.json, "
+          "history.json, loss.png" + (", progress/" if sample_every else ''))
     return learn.metrics.history
 
 def train(out=None, data=None, model='unet', epochs=5, bs=64, lr=5e-3, precision='auto', seed=42, size=None, channels=None,
@@ -270,7 +271,7 @@ def score(run=None, folder=None, n=500, steps=50, seed=0, skip_bad=False, sample
             raise UsageError(f"{run} makes {cfg.channels}x{cfg.size}x{cfg.size} images; the evaluator scores 1x32x32 "
                              "Fashion-MNIST-like images.")
         x = generate(run, n, steps, seed=seed, sampler=sampler, channels_last=channels_last)
-        n_images = len(x)
+        n_images, how = len(x), dict(sampler=sampler, steps=steps)
     else:  # read in batches as the features are computed: a folder need not fit in memory
         ds = image_folder(folder, 32, 1, leave_out=(GRID,), on_error='skip' if skip_bad else 'raise')
         n_images, workers = len(ds), min(4, os.cpu_count()) if len(ds) > 1024 else 0
@@ -286,6 +287,7 @@ def score(run=None, folder=None, n=500, steps=50, seed=0, skip_bad=False, sample
     feats = ie.features(x)
     res = dict(n=len(feats), fid=fid_from_stats(*feature_stats(feats), *ie.ref_stats).item(),
                kid=kid_from_features(feats, ie.ref_feats).item(), reference=f'packaged Fashion-MNIST sample, {len(ref):,} training images')
+    if run is not None and RunFolder(run).card.exists(): RunFolder(run).write_card({**res, **how})  # the FID in its model card
     print(f"{res['n']} images: FID {res['fid']:.2f}, KID {res['kid']:.4f} (the library's Fashion-MNIST evaluator; reference: "
           f"{res['reference']})")
     return res

@@ -4,16 +4,17 @@
 
 # %% ../nbs/90a_runs.ipynb #40494bbe
 from __future__ import annotations
-import json, shutil
+import json, shlex, shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 try: import fcntl
 except ImportError: fcntl = None  # Windows: run folders are not locked
 import torch
+from safetensors.torch import save, load_file
 from torchvision.utils import save_image
 from .core import def_device, from_model_range
-from .files import write_json
+from .files import write_json, atomic_write
 from .cli import UsageError
 from .learner import Callback, MetricsCB
 from .unet import EmbUNetModel
@@ -74,6 +75,12 @@ class RunConfig:
     def build_model(self):
         "The untrained model this run trains."
         return MODELS[self.model].cls(**self.model_args)
+    def command(self, out):
+        "The `miniai train` command line that trains this run into `out`."
+        args = ['--out', str(out), '--model', self.model, '--space', self.space, '--epochs', str(self.epochs), '--bs', str(self.bs),
+                '--lr', str(self.lr), '--seed', str(self.seed)]
+        if self.data: args += ['--data', self.data, '--size', str(self.size), '--channels', str(self.channels)]
+        return 'miniai train ' + shlex.join(args + ['--vae', self.vae] * bool(self.vae) + ['--cond'] * self.cond)
 
 # %% ../nbs/90a_runs.ipynb #30abb344
 def plot_history(history, path):
@@ -109,10 +116,13 @@ def write_samples(x, out, grid=GRID, singles=True):
 
 # %% ../nbs/90a_runs.ipynb #2d5c9d32
 class RunFolder:
-    "A run's folder and the files in it; `lock` while writing, `read_config` and `load_model` to use the run."
+    """A run's folder and the files in it; `lock` while writing, `read_config` and `load_model` to use the run. A finished
+    run also holds its weights alone (`model.safetensors`) and a model card (`README.md`): with `config.json`, all it
+    takes to share the model, without the optimiser state of the checkpoint."""
     def __init__(self, path):
         self.path = Path(path)
-        self.config, self.checkpoint, self.history = (self.path / n for n in ('config.json', 'checkpoint.pt', 'history.json'))
+        self.config, self.checkpoint, self.history, self.weights, self.card = (
+            self.path / n for n in ('config.json', 'checkpoint.pt', 'history.json', 'model.safetensors', 'README.md'))
 
     @contextmanager
     def lock(self):
@@ -174,8 +184,37 @@ class RunFolder:
         return finished
 
     def load_model(self, channels_last=False):
-        "The trained model (eval mode, on `def_device`, in the channels_last memory format if asked) and the run's config."
-        cfg, ck = self.read_config(), self.load_checkpoint()
+        """The trained model (eval mode, on `def_device`, in the channels_last memory format if asked) and the run's config:
+        the weights of the last checkpoint, or of `model.safetensors` in a folder shared without one."""
+        cfg = self.read_config()
         model = cfg.build_model()
-        model.load_state_dict(ck['model'])
+        model.load_state_dict(self.load_checkpoint()['model'] if self.checkpoint.exists() or not self.weights.exists()
+                              else load_file(self.weights))
         return model.eval().to(def_device, memory_format=torch.channels_last if channels_last else torch.contiguous_format), cfg
+
+    def export(self, model):
+        "Write the weights alone as `model.safetensors` (contiguous, as safetensors stores them) and the model card."
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        with atomic_write(self.weights) as f: f.write(save(weights))
+        self.write_card()
+
+    def write_card(self, fid=None):
+        """The model card `README.md`, from what the folder holds: the model, data and options of `config.json`, the final
+        losses of `history.json`, the command that trains the run, and `fid` (a `score` result, kept in `fid.json`)."""
+        cfg, history = self.read_config(), json.loads(self.history.read_text())
+        if fid: write_json(self.path / 'fid.json', fid)
+        fid = json.loads((self.path / 'fid.json').read_text()) if (self.path / 'fid.json').exists() else None
+        last = {h['train']: h['loss'] for h in history if h['epoch'] == history[-1]['epoch']}
+        data = 'the packaged Fashion-MNIST sample' if cfg.data is None else f'the images of {cfg.data}'
+        card = [f"# {self.path.name}", "",
+                f"A `miniai` diffusion model: `{cfg.model}`, {sum(p.numel() for p in cfg.build_model().parameters()):,} "
+                f"parameters, trained on {data} ({cfg.channels}x{cfg.size}x{cfg.size}"
+                f"{f', in the latents of {cfg.vae}' if cfg.latent else ''}).", "",
+                f"- training: {cfg.epochs} epochs, batch {cfg.bs}, peak learning rate {cfg.lr}, seed {cfg.seed}"
+                f"{', class-conditional' if cfg.cond else ''}; made by `{cfg.command(self.path)}`",
+                f"- final loss: {last.get('train', float('nan')):.4f} training, {last.get('eval', float('nan')):.4f} validation",
+                *([f"- FID {fid['fid']:.2f}, KID {fid['kid']:.4f}: {fid['n']} samples by {fid['sampler']} in {fid['steps']} "
+                   f"steps, the library's evaluator against the {fid['reference']}"] if fid else []), "",
+                "Sample it with `miniai sample FOLDER`: it needs only `config.json` and `model.safetensors`. In Python: "
+                "`miniai.runs.RunFolder(FOLDER).load_model()`."]
+        with atomic_write(self.card, 'w') as f: f.write('\n'.join(card) + '\n')

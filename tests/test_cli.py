@@ -155,7 +155,7 @@ def test_channels_last_and_compile_learn_what_a_plain_run_learns(tmp_path):
     from miniai.jobs import train, generate
     from miniai.runs import RunFolder
     fashion_folder(tmp_path / 'imgs', n=32)
-    opts = dict(data=tmp_path / 'imgs', channels=1, bs=8, epochs=1)
+    opts = dict(data=tmp_path / 'imgs', channels=1, bs=8, epochs=1, sample_every=0)
     train(tmp_path / 'plain', **opts)
     train(tmp_path / 'cl', channels_last=True, **opts)
     counters.clear()
@@ -370,3 +370,20 @@ def test_the_readme_commands_run_in_sequence(tmp_path, miniai, monkeypatch):
                  'sample': ['--n', '4', '--steps', '2'], 'fid': ['--n', '8', '--steps', '2']}[cmd[1]]
         r = miniai(*cmd[1:], *extra)
         assert r.returncode == 0, (cmd, r.stderr[-2000:])
+
+
+def test_a_finished_run_shares_as_config_and_weights(tmp_path, miniai):
+    "A finished run writes its weights alone and a model card; a folder of config.json and model.safetensors samples as it."
+    import shutil
+    fashion_folder(tmp_path / 'imgs')
+    r = miniai('train', '--data', 'imgs', '--channels', '1', '--bs', '16', '--epochs', '1', '--sample-every', '0', '--out', 'run')
+    assert r.returncode == 0, r.stderr[-2000:]
+    (tmp_path / 'shared').mkdir()
+    for f in ('config.json', 'model.safetensors'): shutil.copy(tmp_path / 'run' / f, tmp_path / 'shared')
+    from miniai.jobs import generate
+    torch.testing.assert_close(generate(tmp_path / 'shared', n=4, steps=3), generate(tmp_path / 'run', n=4, steps=3), rtol=0, atol=0)
+    r = miniai('fid', '--run', 'run', '--n', '8', '--steps', '2')
+    assert r.returncode == 0, r.stderr[-2000:]
+    card = (tmp_path / 'run/README.md').read_text()
+    assert card.startswith('# run\n') and 'made by `miniai train --out run --model unet' in card and '- final loss: ' in card
+    assert re.search(r'- FID [\d.]+, KID [\d.-]+: 8 samples by ddim in 2 steps', card), card
